@@ -1,0 +1,1 @@
+"""Benchmark adapters; each module registers one benchmark with ``@register_benchmark``."""

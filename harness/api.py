@@ -1,0 +1,139 @@
+"""Base classes for adapters: benchmarks score a model, methods change or post-process it.
+
+A benchmark module::
+
+    @register_benchmark("seat")
+    class SEAT(Benchmark):
+        datasets = ("seat",)
+        def run(self, lm, ctx) -> BenchmarkResult: ...
+
+A method module::
+
+    @register_method("inlp")
+    class INLP(PostProcessingMethod):
+        def fit(self, lm, ctx) -> Callable[[Tensor], Tensor]: ...   # the hidden-state hook
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+
+from harness.data.catalog import ResolvedDataset, resolve
+from harness.models.interface import LanguageModel
+
+Protocol = Literal["cpu", "full", "finetune-lite", "probe"]
+
+
+@dataclass
+class Score:
+    """A metric value with an optional confidence interval (``low``/``high``) and its sample size."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+
+    @property
+    def margin(self) -> float | None:
+        if self.low is None or self.high is None:
+            return None
+        return (self.high - self.low) / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | float) -> "Score":
+        if isinstance(raw, (int, float)):
+            return cls(float(raw))
+        return cls(**raw)
+
+    def __post_init__(self):
+        if not isinstance(self.value, (int, float)) or math.isnan(self.value):
+            raise ValueError(f"score value must be a number, got {self.value!r}")
+
+
+@dataclass
+class RunContext:
+    """What an adapter may use during one run: options, seed, protocol, data and a scratch directory."""
+
+    seed: int = 0
+    protocol: str = "cpu"
+    bias_type: str = "gender"
+    batch_size: int = 64
+    cache_dir: Path | None = None
+    progress: bool = True
+    datasets: dict[str, ResolvedDataset] = field(default_factory=dict)
+
+    def data(self, name: str, files: list[str] | None = None) -> ResolvedDataset:
+        """Resolve a catalog data set and remember its provenance for the run record."""
+        resolved = resolve(name, files)
+        self.datasets[name] = resolved
+        return resolved
+
+
+@dataclass
+class BenchmarkResult:
+    scores: dict[str, Score]
+    details: dict[str, Any] = field(default_factory=dict)
+    protocol: str | None = None  # set when the benchmark ran a protocol other than the context's
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class Benchmark:
+    """Scores a :class:`LanguageModel` (with its hooks active). Options come from the experiment config."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]] = ("masked", "causal")
+    datasets: ClassVar[tuple[str, ...]] = ()
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **options: Any):
+        unknown = set(options) - set(self.default_options)
+        if unknown:
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"benchmark '{self.name}' has no option(s) {', '.join(sorted(unknown))}",
+                               f"allowed: {', '.join(sorted(self.default_options)) or '(none)'}")
+        self.options = {**self.default_options, **options}
+
+    def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
+        raise NotImplementedError
+
+
+class Method:
+    """A debiasing method adapter; ``kind`` is ``"weight"`` (ΔW) or ``"post"`` (PP)."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["weight", "post"]]
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **options: Any):
+        unknown = set(options) - set(self.default_options)
+        if unknown:
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"method '{self.name}' has no option(s) {', '.join(sorted(unknown))}",
+                               f"allowed: {', '.join(sorted(self.default_options)) or '(none)'}")
+        self.options = {**self.default_options, **options}
+
+
+class WeightChangingMethod(Method):
+    kind = "weight"
+
+    def apply(self, lm: LanguageModel, ctx: RunContext) -> LanguageModel:
+        """Return a new model with changed weights (never modify ``lm`` in place)."""
+        raise NotImplementedError
+
+
+class PostProcessingMethod(Method):
+    kind = "post"
+
+    def fit(self, lm: LanguageModel, ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Fit on ``lm``'s representations and return the hook to put on its final hidden states."""
+        raise NotImplementedError

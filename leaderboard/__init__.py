@@ -1,0 +1,1 @@
+"""Aggregate run records into tables (leaderboards)."""

@@ -1,0 +1,68 @@
+"""Score tables from run records: one row per (model, variant), one column per benchmark metric.
+
+Scores are averaged over seeds; a metric with a confidence interval is shown as ``value ± margin``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+import pandas as pd
+
+from harness.records import STATUS_NOT_APPLICABLE, RunRecord, load_records
+
+NOT_APPLICABLE = "–"
+
+
+def score_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """Long format: model, variant, benchmark, metric, seed, value, margin, protocol."""
+    rows = []
+    for rec in records:
+        if rec.status == STATUS_NOT_APPLICABLE:
+            rows.append(dict(model=rec.model, variant=rec.variant, benchmark=rec.benchmark, metric=None,
+                             seed=rec.seed, value=None, margin=None, protocol=rec.protocol))
+        for metric, score in rec.scores.items():
+            rows.append(dict(model=rec.model, variant=rec.variant, benchmark=rec.benchmark, metric=metric,
+                             seed=rec.seed, value=score.value, margin=score.margin, protocol=rec.protocol))
+    return pd.DataFrame(rows, columns=["model", "variant", "benchmark", "metric", "seed", "value", "margin", "protocol"])
+
+
+def summary_table(records: list[RunRecord], digits: int = 2) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the seed-averaged table, in first-seen model/variant order."""
+    cells: dict[tuple[str, str], dict[str, list[tuple[float, float | None]]]] = defaultdict(lambda: defaultdict(list))
+    columns: dict[str, None] = {}
+    for rec in records:
+        key = (rec.model, rec.variant)
+        cells[key]  # keep the row even when nothing applies
+        for metric, score in rec.scores.items():
+            column = f"{rec.benchmark}:{metric}"
+            columns.setdefault(column, None)
+            cells[key][column].append((score.value, score.margin))
+    headers = ["model", "variant", *columns]
+    rows = []
+    for (model, variant), by_column in cells.items():
+        row = [model, variant]
+        for column in columns:
+            values = by_column.get(column)
+            if not values:
+                row.append(NOT_APPLICABLE)
+                continue
+            value = mean(v for v, _ in values)
+            margins = [m for _, m in values if m is not None]
+            row.append(f"{value:.{digits}f}" + (f" ± {mean(margins):.{digits}f}" if margins else ""))
+        rows.append(row)
+    return headers, rows
+
+
+def render(results_dir: str | Path, fmt: str = "markdown") -> str:
+    from tabulate import tabulate
+
+    records = load_records(Path(results_dir))
+    if not records:
+        return f"(no run records under {results_dir})"
+    if fmt == "csv":
+        return score_frame(records).to_csv(index=False)
+    headers, rows = summary_table(records)
+    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple")

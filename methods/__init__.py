@@ -1,0 +1,1 @@
+"""Method adapters; each module registers one method with ``@register_method``."""
