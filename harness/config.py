@@ -41,7 +41,7 @@ class ExperimentConfig(BaseModel):
 
     name: str
     models: list[str] = Field(min_length=1)
-    variants: list[str | Component] = Field(default_factory=lambda: ["base"], min_length=1)
+    variants: list[str | Component] = Field(default_factory=lambda: ["base"], min_length=1, validate_default=True)
     benchmarks: list[str | Component] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     protocol: Literal["cpu", "full"] = "cpu"

@@ -218,7 +218,7 @@ def load_model(spec: str, *, device: str = "cpu", dtype: str | None = None,
             tokenizer = AutoTokenizer.from_pretrained(location)
     except HarnessError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # safetensors, torch and transformers raise many types for a bad checkpoint
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         fix = (f"run `gradiend-bench models fetch {spec} --force` to rebuild the cache entry"
                if origin["type"] == "zoo" else "check that the name or folder holds a complete model")
