@@ -117,7 +117,8 @@ def _format_location(loc: tuple) -> str:
 
 
 def _pydantic_message(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    # for a str-or-mapping union, the mapping branch's error is the informative one when input is a mapping
+    err = min(exc.errors(), key=lambda e: (e["type"] == "string_type", -len(e["loc"])))
     key = _format_location(tuple(p for p in err["loc"] if not str(p).startswith("function-")))
     kind = err["type"]
     if kind == "extra_forbidden":

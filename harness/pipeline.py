@@ -99,6 +99,15 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
     return written
 
 
+def _prefetch_zoo_models(specs: set[str]) -> None:
+    """Unpack zoo models once, here, so parallel workers never race to build the same cache entry."""
+    from harness.models.catalog import ZOO_PREFIX, model_catalog
+
+    for spec in sorted(specs):
+        if spec.startswith(ZOO_PREFIX):
+            model_catalog().fetch(spec)
+
+
 def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None = None, jobs: int = 1,
                    backend: str = "loky", scheduler: str | None = None, force: bool = False,
                    progress: bool = True) -> RunSummary:
@@ -124,6 +133,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
     if not groups:
         summary.wall_time_s = round(time.perf_counter() - started, 3)
         return summary
+    _prefetch_zoo_models({g[0].model for g in groups})
     threads = max(1, (os.cpu_count() or 1) // min(jobs, len(groups))) if jobs > 1 else None
     calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads) for g in groups]
     if backend == "dask":

@@ -15,7 +15,8 @@ from harness.data.catalog import ResolvedDataset, resolve
 
 HELDOUT_FRACTION = 0.05
 SPLIT_SALT = "gradiend-bench/corpus-split/v1"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))\s+(?=[\"'(\[\u201c]?[A-Z])")
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Mt|Gen|Col|Lt|Sgt|Capt|Rev|Gov|Sen|Rep|No|vs|Inc|Ltd|Co)|\b[A-Z])\.$")
 
 
 def load_documents(dataset: ResolvedDataset | None = None) -> list[str]:
@@ -40,8 +41,14 @@ def split_documents(documents: Iterable[str], fraction: float = HELDOUT_FRACTION
 
 
 def sentences(document: str) -> list[str]:
-    """Split on sentence-final punctuation followed by a capitalised word (good enough for this corpus)."""
-    return [s.strip() for s in _SENTENCE_END.split(document) if s.strip()]
+    """Split on sentence-final punctuation followed by a capitalised word, not after "Dr." or an initial."""
+    pieces: list[str] = []
+    for piece in _SENTENCE_END.split(document):
+        if pieces and _ABBREVIATION.search(pieces[-1]):
+            pieces[-1] += " " + piece
+        else:
+            pieces.append(piece)
+    return [p.strip() for p in pieces if p.strip()]
 
 
 def sentence_pool(documents: Iterable[str], min_words: int = 6, max_words: int = 40) -> list[str]:

@@ -17,6 +17,7 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ _COMPLETE = ".complete.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 log = logging.getLogger(__name__)
+_LOAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -202,11 +204,17 @@ def _locate(spec: str) -> tuple[str, dict[str, Any]]:
 def load_model(spec: str, *, device: str = "cpu", dtype: str | None = None,
                kind: Kind | None = None) -> LanguageModel:
     """Load ``spec`` (zoo name, local dir or hub id) as a :class:`LanguageModel` on ``device``."""
+    started = time.perf_counter()
+    location, origin = _locate(spec)
+    # transformers' lazy imports and meta-device initialisation are process-global: one load at a time
+    with _LOAD_LOCK:
+        return _load(spec, location, origin, device, dtype, kind, started)
+
+
+def _load(spec, location, origin, device, dtype, kind, started) -> LanguageModel:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-    started = time.perf_counter()
-    location, origin = _locate(spec)
     try:
         config = AutoConfig.from_pretrained(location)
         kind = kind or detect_kind(config)

@@ -1,0 +1,61 @@
+"""Experiment config validation: errors name the key and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.config import expand, load_config, parse_config
+from harness.errors import HarnessError
+
+GOOD = {"name": "t", "models": ["zoo:bert-tiny"], "benchmarks": ["lm-quality"]}
+
+
+def test_defaults_and_expansion():
+    config = parse_config({**GOOD, "seeds": [0, 1]})
+    specs = expand(config)
+    assert [s.seed for s in specs] == [0, 1]
+    assert specs[0].variant == "base" and specs[0].protocol == "cpu"
+    assert specs[0].benchmark_options["n_sentences"] == 1000  # defaults resolved into the hashed config
+    assert specs[0].config_hash != specs[1].config_hash
+
+
+def test_hash_ignores_execution_settings_but_not_options():
+    a = expand(parse_config(GOOD))[0]
+    b = expand(parse_config({**GOOD, "batch_size": 8, "device": "cpu"}))[0]
+    c = expand(parse_config({**GOOD, "benchmarks": [{"name": "lm-quality", "options": {"n_sentences": 10}}]}))[0]
+    assert a.config_hash == b.config_hash != c.config_hash
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({**GOOD, "modles": ["x"]}, "unknown key 'modles'; allowed keys: name, models"),
+    ({"name": "t", "benchmarks": ["lm-quality"]}, "missing required key 'models'"),
+    ({**GOOD, "protocol": "fast"}, "key 'protocol' must be one of 'cpu' or 'full', got 'fast'"),
+    ({**GOOD, "benchmarks": ["sat"]}, "key 'benchmarks\\[0\\]': unknown benchmark 'sat'.*allowed values: lm-quality"),
+    ({**GOOD, "benchmarks": [{"name": "lm-quality", "options": {"n": 3}}]}, "has no option.*allowed: mask_fraction"),
+    ({**GOOD, "benchmarks": [{"name": "lm-quality", "opts": {}}]}, "unknown key 'benchmarks\\[0\\].opts'; allowed keys: name, options"),
+    ({**GOOD, "variants": ["inlp"]}, "key 'variants\\[0\\]': unknown method 'inlp'"),
+    ({**GOOD, "models": ["zoo:gpt5"]}, "key 'models\\[0\\]': unknown zoo model 'zoo:gpt5'"),
+    ({**GOOD, "seeds": "zero"}, "key 'seeds'"),
+    ({**GOOD, "models": []}, "key 'models'"),
+    (["not", "a", "mapping"], "must be a YAML mapping"),
+])
+def test_validation_errors(raw, message):
+    with pytest.raises(HarnessError, match=message) as info:
+        parse_config(raw, "x.yaml")
+    assert "\n" not in info.value.one_line()
+
+
+def test_yaml_syntax_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nmodels: [zoo:bert-tiny\n")
+    with pytest.raises(HarnessError, match="not valid YAML at line"):
+        load_config(bad)
+    with pytest.raises(HarnessError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_demo_config_is_valid():
+    from conftest import PROJECT_ROOT
+
+    config = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
+    assert config.models == ["zoo:bert-tiny"] and expand(config)

