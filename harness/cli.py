@@ -24,6 +24,7 @@ COMMAND_GROUP = "gradiend_bench.commands"
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries are reported by our one-line error
     try:
         import transformers
 
