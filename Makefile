@@ -44,6 +44,7 @@ bench: install
 # Regenerate the committed records and tables under results/.
 results: install
 	$(BIN)/gradiend-bench run configs/demo.yaml --results results/runs
+	$(BIN)/gradiend-bench run configs/full.yaml --results results/runs
 	$(BIN)/gradiend-bench leaderboard --results results/runs -o results/leaderboard.md
 
 clean:

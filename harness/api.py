@@ -89,6 +89,7 @@ class Benchmark:
     """Scores a :class:`LanguageModel` (with its hooks active). Options come from the experiment config."""
 
     name: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when a change alters the numbers, so old records are not reused
     kinds: ClassVar[tuple[str, ...]] = ("masked", "causal")
     datasets: ClassVar[tuple[str, ...]] = ()
     default_options: ClassVar[dict[str, Any]] = {}
@@ -110,6 +111,7 @@ class Method:
     """A debiasing method adapter; ``kind`` is ``"weight"`` (ΔW) or ``"post"`` (PP)."""
 
     name: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when a change alters the numbers, so old records are not reused
     kind: ClassVar[Literal["weight", "post"]]
     default_options: ClassVar[dict[str, Any]] = {}
 

@@ -79,7 +79,8 @@ class RunSpec:
 
     def hashed_config(self) -> dict[str, Any]:
         """What determines the numbers (execution settings like batch size and device are not part of it)."""
-        return {"schema": RECORD_SCHEMA_VERSION, "model": self.model, "variant": self.variant,
+        return {"schema": RECORD_SCHEMA_VERSION, "versions": self.extra.get("versions", {}),
+                "model": self.model, "variant": self.variant,
                 "variant_options": self.variant_options, "benchmark": self.benchmark,
                 "benchmark_options": self.benchmark_options, "seed": self.seed, "protocol": self.protocol,
                 "bias_type": self.bias_type}
@@ -186,7 +187,7 @@ def validate_names(config: ExperimentConfig, source: str) -> None:
 
 def expand(config: ExperimentConfig) -> list[RunSpec]:
     """The grid in a stable order: model, variant, seed, benchmark."""
-    from harness.registry import get_benchmark
+    from harness.registry import get_benchmark, get_method
     from harness.variants import parse_variant
 
     specs = []
@@ -194,9 +195,12 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
         for variant in config.variants:
             steps = parse_variant(variant.name, {**config.method_options, **variant.options})
             variant_options = {step.name: step.options for step in steps}
+            method_versions = {step.name: get_method(step.name).version for step in steps}
             for seed in config.seeds:
                 for bench in config.benchmarks:
-                    options = get_benchmark(bench.name)(**bench.options).options
-                    specs.append(RunSpec(config.name, model, variant.name, variant_options, bench.name, options,
-                                         seed, config.protocol, config.bias_type, config.device, config.batch_size))
+                    benchmark = get_benchmark(bench.name)(**bench.options)
+                    versions = {"benchmark": benchmark.version, "methods": method_versions}
+                    specs.append(RunSpec(config.name, model, variant.name, variant_options, bench.name,
+                                         benchmark.options, seed, config.protocol, config.bias_type, config.device,
+                                         config.batch_size, {"versions": versions}))
     return specs
