@@ -67,6 +67,7 @@ class RunContext:
     bias_type: str = "gender"
     batch_size: int = 64
     cache_dir: Path | None = None
+    artifact_dir: Path | None = None  # per-run folder for large outputs (predictions files, plots)
     progress: bool = True
     datasets: dict[str, ResolvedDataset] = field(default_factory=dict)
 

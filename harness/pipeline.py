@@ -46,6 +46,12 @@ def _peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def artifact_dir(results_dir: Path, spec: RunSpec) -> Path:
+    """Large per-run outputs live beside the records: ``<results>/../artifacts/<same path as the record>``."""
+    relative = record_path(results_dir, spec).relative_to(results_dir).with_suffix("")
+    return results_dir.parent / "artifacts" / relative
+
+
 def group_runs(specs: list[RunSpec]) -> list[list[RunSpec]]:
     groups: OrderedDict[tuple, list[RunSpec]] = OrderedDict()
     for spec in specs:
@@ -79,6 +85,7 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
         benchmark = get_benchmark(spec.benchmark)(**spec.benchmark_options)
         seed_everything(spec.seed)
         ctx.datasets = {}
+        ctx.artifact_dir = artifact_dir(Path(results_dir), spec)
         started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         started = time.perf_counter()
         if lm.kind not in benchmark.kinds:

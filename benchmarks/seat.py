@@ -1,0 +1,223 @@
+"""SEAT, the Sentence Encoder Association Test (May et al. 2019), as in bias-bench (Meade et al. 2022).
+
+Each test has target sentence sets X, Y (e.g. male / female names, |X| = |Y| = n) and attribute sets
+A, B (e.g. career / family). Sentences are represented by ``lm.pooled(texts, normalize=True)``: the
+L2-normalised attention-masked mean of the final hidden state (hooks active), so cosine similarity is a
+dot product and all similarities of a test are one matrix product. With
+
+.. math::
+
+    s(w, A, B) = \\frac{1}{|A|}\\sum_{a \\in A} \\cos(w, a) - \\frac{1}{|B|}\\sum_{b \\in B} \\cos(w, b)
+
+the **effect size** (Caliskan et al. 2017) is
+
+.. math::
+
+    d = \\frac{\\operatorname{mean}_{x \\in X} s(x, A, B) - \\operatorname{mean}_{y \\in Y} s(y, A, B)}
+             {\\operatorname{std}_{w \\in X \\cup Y} s(w, A, B)}   \\quad (\\text{sample std, ddof} = 1)
+
+and the **test statistic** :math:`s(X, Y, A, B) = \\sum_{x \\in X} s(x, A, B) - \\sum_{y \\in Y} s(y, A, B)`.
+Over equal-size partitions (X', Y') of X ∪ Y the total is constant, so the statistic is monotone in
+:math:`S(X') = \\sum_{x \\in X'} s(x, A, B)`. The one-sided **p-value** is
+
+.. math::
+
+    p = \\Pr_{X'}\\big[S(X') \\ge S(X)\\big]
+
+(ties count, the reference's conservative test): exact over all :math:`\\binom{2n}{n}` partitions when
+that is at most ``exact_limit``; otherwise ``n_permutations − 1`` seeded random partitions plus the
+observed one, :math:`p = (1 + \\#\\{S(X'_i) \\ge S(X)\\}) / n_\\text{permutations}` (the reference's
+"bias by one"). Both are vectorised: s(w, A, B) is computed once, partitions are 0/1 membership rows
+(exact) or index rows (random) and their sums are matrix products / gathers, chunked to bound memory.
+
+The leaderboard metric is ``effect_size_mean_abs``, the mean |d| over the bias type's tests (lower is
+better); each test's d and p are recorded as ``effect_size:<test>`` and ``p_value:<test>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from harness.api import Benchmark, BenchmarkResult, RunContext, Score
+from harness.errors import HarnessError
+from harness.models.interface import LanguageModel
+from harness.registry import register_benchmark
+
+SETS = ("targ1", "targ2", "attr1", "attr2")
+TESTS_BY_BIAS = {
+    "gender": ("sent-weat6", "sent-weat6b", "sent-weat7", "sent-weat7b", "sent-weat8", "sent-weat8b"),
+    "race": ("sent-angry_black_woman_stereotype", "sent-angry_black_woman_stereotype_b", "sent-weat3",
+             "sent-weat3b", "sent-weat4", "sent-weat5", "sent-weat5b"),
+    "religion": ("sent-religion1", "sent-religion1b", "sent-religion2", "sent-religion2b"),
+}
+_CHUNK_CELLS = 1 << 21  # partitions × set size per chunk (≈ 16 MiB of float64)
+
+
+# -- statistics (pure functions) ---------------------------------------------------------------------
+def _unit(rows) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-300)
+
+
+def association(targets, attr_a, attr_b) -> np.ndarray:
+    """s(w, A, B) for every row w of ``targets``: mean cosine to A minus mean cosine to B."""
+    a = np.asarray(attr_a).shape[0]
+    cos = _unit(targets) @ _unit(np.concatenate([attr_a, attr_b])).T  # one matrix product [W, |A|+|B|]
+    return cos[:, :a].mean(1) - cos[:, a:].mean(1)
+
+
+def effect_size_from_association(s_x, s_y) -> float:
+    """(mean s over X − mean s over Y) / std over X ∪ Y (ddof=1); 0 when every s(w) is equal."""
+    s_x, s_y = np.asarray(s_x, dtype=np.float64), np.asarray(s_y, dtype=np.float64)
+    std = np.concatenate([s_x, s_y]).std(ddof=1)
+    return float((s_x.mean() - s_y.mean()) / std) if std > 0 else 0.0
+
+
+def effect_size(x, y, attr_a, attr_b) -> float:
+    """Caliskan et al.'s effect size of target embeddings X, Y with attribute embeddings A, B."""
+    s = association(np.concatenate([x, y]), attr_a, attr_b)
+    return effect_size_from_association(s[:len(x)], s[len(x):])
+
+
+def permutation_p_value(s_x, s_y, *, n_permutations: int = 100_000, exact_limit: int = 100_000,
+                        seed: int = 0) -> tuple[float, bool]:
+    """One-sided p = P[S(X') ≥ S(X)] over equal-size partitions of X ∪ Y; returns (p, exact?)."""
+    s = np.concatenate([np.asarray(s_x, dtype=np.float64), np.asarray(s_y, dtype=np.float64)])
+    n, m = len(s_x), len(s)
+    if n == 0 or m != 2 * n:
+        raise ValueError(f"permutation test needs target sets of equal, non-zero size (got {n} and {m - n})")
+    observed = s[:n].sum()
+    tol = 1e-12 * max(1.0, float(np.abs(s).sum()))  # sums in another order differ only by rounding: a tie
+    if math.comb(m, n) <= exact_limit:
+        return _exact_count(s, n, observed - tol) / math.comb(m, n), True
+    if n_permutations < 1:
+        raise ValueError("n_permutations must be at least 1")
+    rng = np.random.default_rng(seed)
+    hits, draws = 1, n_permutations - 1  # the observed partition counts once (the reference's bias by one)
+    step = max(1, _CHUNK_CELLS // m)
+    for start in range(0, draws, step):
+        keys = rng.random((min(step, draws - start), m))
+        members = np.argpartition(keys, n - 1, axis=1)[:, :n]  # the n smallest keys: a uniform n-subset
+        hits += int(np.count_nonzero(s[members].sum(1) >= observed - tol))
+    return hits / n_permutations, False
+
+
+def _exact_count(s: np.ndarray, n: int, threshold: float) -> int:
+    """#{X' ⊂ X ∪ Y, |X'| = n : S(X') ≥ threshold}, enumerating subsets as bit masks in chunks."""
+    m = len(s)
+    shifts = np.arange(m, dtype=np.int64)
+    step = max(1, _CHUNK_CELLS // m)
+    hits = total = 0
+    for start in range(0, 1 << m, step):
+        masks = np.arange(start, min(start + step, 1 << m), dtype=np.int64)
+        bits = ((masks[:, None] >> shifts) & 1).astype(np.float64)  # 0/1 membership rows
+        bits = bits[bits.sum(1) == n]
+        hits += int(np.count_nonzero(bits @ s >= threshold))
+        total += len(bits)
+    assert total == math.comb(m, n)
+    return hits
+
+
+# -- data -------------------------------------------------------------------------------------------
+def load_seat_test(path: str | Path) -> dict[str, dict]:
+    """Read one SEAT file (one JSON object despite ``.jsonl``); malformed files raise HarnessError.
+
+    Duplicate sentences within a set are kept once (the reference keys encodings by sentence).
+    """
+    path = Path(path)
+    fix = "restore the file from the data mirror or bias-bench (`gradiend-bench data verify seat`)"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HarnessError(f"SEAT file {path} cannot be read ({exc.strerror or exc})", fix) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"SEAT file {path} is not valid JSON ({exc})", fix) from None
+    if not isinstance(raw, dict):
+        raise HarnessError(f"SEAT file {path} is not a JSON object", fix)
+    missing = [k for k in SETS if not isinstance(raw.get(k), dict)]
+    if missing:
+        raise HarnessError(f"SEAT file {path} lacks key(s) {', '.join(missing)} (each an object with "
+                           "'category' and 'examples')", fix)
+    data = {}
+    for key in SETS:
+        examples = raw[key].get("examples")
+        if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
+            raise HarnessError(f"SEAT file {path}: '{key}.examples' is not a list of sentences", fix)
+        if not examples:
+            raise HarnessError(f"SEAT file {path}: '{key}' has an empty example list", fix)
+        data[key] = {"category": str(raw[key].get("category", key)), "examples": list(dict.fromkeys(examples))}
+    n1, n2 = len(data["targ1"]["examples"]), len(data["targ2"]["examples"])
+    if n1 != n2:
+        raise HarnessError(f"SEAT file {path}: targ1 has {n1} examples but targ2 has {n2}",
+                           "the permutation test needs target sets of equal size")
+    return data
+
+
+def available_tests() -> list[str]:
+    from harness.data.catalog import catalog
+
+    return sorted(name[:-len(".jsonl")] for name in catalog().entry("seat").files if name.endswith(".jsonl"))
+
+
+# -- benchmark --------------------------------------------------------------------------------------
+@register_benchmark("seat")
+class SEAT(Benchmark):
+    datasets = ("seat",)
+    default_options = {"tests": None, "n_permutations": 100_000, "exact_limit": 100_000, "batch_size": 64}
+
+    def tests(self, ctx: RunContext) -> list[str]:
+        chosen = self.options["tests"]
+        if chosen is None:
+            if ctx.bias_type not in TESTS_BY_BIAS:
+                raise HarnessError(f"SEAT has no tests for bias type '{ctx.bias_type}'",
+                                   f"choose one of: {', '.join(TESTS_BY_BIAS)}, or set the option 'tests'")
+            return list(TESTS_BY_BIAS[ctx.bias_type])
+        chosen = [t.strip() for t in chosen.split(",")] if isinstance(chosen, str) else [str(t) for t in chosen]
+        allowed = available_tests()
+        unknown = [t for t in chosen if t not in allowed]
+        if unknown or not chosen:
+            raise HarnessError(f"unknown SEAT test(s) {', '.join(unknown) or '(none given)'}",
+                               f"allowed: {', '.join(allowed)}")
+        return list(dict.fromkeys(chosen))
+
+    def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
+        tests = self.tests(ctx)
+        for key in ("n_permutations", "exact_limit", "batch_size"):
+            if not isinstance(self.options[key], int) or self.options[key] < (0 if key == "exact_limit" else 1):
+                raise HarnessError(f"SEAT option '{key}' must be a positive integer, not {self.options[key]!r}")
+        resolved = ctx.data("seat", [f"{t}.jsonl" for t in tests])
+        data = {t: load_seat_test(resolved.path(f"{t}.jsonl")) for t in tests}
+        # every unique sentence of every test in one batched pass, then indexed per set
+        sentences = list(dict.fromkeys(e for d in data.values() for k in SETS for e in d[k]["examples"]))
+        row = {text: i for i, text in enumerate(sentences)}
+        emb = lm.pooled(sentences, normalize=True, batch_size=self.options["batch_size"],
+                        progress=ctx.progress).double().numpy()
+
+        scores, per_test = {}, {}
+        for test, d in data.items():
+            x, y, a, b = ([row[e] for e in d[k]["examples"]] for k in SETS)
+            s = association(emb[x + y], emb[a], emb[b])
+            d_value = effect_size_from_association(s[:len(x)], s[len(x):])
+            p, exact = permutation_p_value(s[:len(x)], s[len(x):], n_permutations=self.options["n_permutations"],
+                                           exact_limit=self.options["exact_limit"],
+                                           seed=_test_seed(ctx.seed, test))
+            scores[f"effect_size:{test}"] = Score(d_value, n=len(x) + len(y))
+            scores[f"p_value:{test}"] = Score(p, n=math.comb(len(x) * 2, len(x)) if exact else
+                                              self.options["n_permutations"])
+            per_test[test] = {"effect_size": d_value, "p_value": p, "p_value_method": "exact" if exact else "random",
+                              "sizes": {k: len(d[k]["examples"]) for k in SETS},
+                              "categories": {k: d[k]["category"] for k in SETS}}
+        mean_abs = float(np.mean([abs(v["effect_size"]) for v in per_test.values()]))
+        scores = {"effect_size_mean_abs": Score(mean_abs, n=len(tests)), **scores}
+        return BenchmarkResult(scores, details={"bias_type": ctx.bias_type, "tests": per_test,
+                                                "sentences_encoded": len(sentences)})
+
+
+def _test_seed(seed: int, test: str) -> list[int]:
+    """Per-test random stream: a test's p-value does not depend on which other tests run."""
+    return [int(seed), zlib.crc32(test.encode())]
