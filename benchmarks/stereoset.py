@@ -200,7 +200,7 @@ def results_table(results: dict[str, dict[str, Score]]) -> str:
     for domain, m in results.items():
         rows.append([domain, m["ss"].n, *(f"{m[k].value:.2f}" + (f" ± {m[k].margin:.2f}" if m[k].margin is not None else "")
                                           for k in ("ss", "lms", "icat"))])
-    return tabulate(rows, headers=["domain", "clusters", "SS", "LMS", "ICAT"])
+    return tabulate(rows, headers=["domain", "clusters", "SS", "LMS", "ICAT"], disable_numparse=True)
 
 
 def read_predictions(path: Path) -> dict[str, float]:
