@@ -28,6 +28,7 @@ from harness.stats import bootstrap_ratio
 class LMQuality(Benchmark):
     datasets = ("corpus-en",)
     default_options = {"n_sentences": 1000, "mask_fraction": 0.15, "max_length": 128, "resamples": 1000}
+    headline = ("accuracy", "perplexity")
 
     def sentences(self, ctx: RunContext) -> list[str]:
         _, heldout = split_documents(load_documents(ctx.data("corpus-en")))

@@ -169,6 +169,7 @@ def available_tests() -> list[str]:
 class SEAT(Benchmark):
     datasets = ("seat",)
     default_options = {"tests": None, "n_permutations": 100_000, "exact_limit": 100_000, "batch_size": 64}
+    headline = ("effect_size_mean_abs",)
 
     def tests(self, ctx: RunContext) -> list[str]:
         chosen = self.options["tests"]

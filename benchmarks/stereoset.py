@@ -217,6 +217,7 @@ class StereoSet(Benchmark):
     """StereoSet intrasentence SS / LMS / ICAT (bias-bench likelihood scoring)."""
 
     default_options: dict[str, Any] = {"split": "auto", "resamples": 1000, "max_rows": 512}
+    headline = ("ss", "lms", "icat")
 
     def dataset(self, ctx: RunContext):
         split = self.options["split"]

@@ -94,6 +94,7 @@ class Benchmark:
     kinds: ClassVar[tuple[str, ...]] = ("masked", "causal")
     datasets: ClassVar[tuple[str, ...]] = ()
     default_options: ClassVar[dict[str, Any]] = {}
+    headline: ClassVar[tuple[str, ...]] = ()  # the metrics a summary table shows (default: all)
 
     def __init__(self, **options: Any):
         unknown = set(options) - set(self.default_options)

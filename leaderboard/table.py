@@ -29,17 +29,40 @@ def score_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "variant", "benchmark", "metric", "seed", "value", "margin", "protocol"])
 
 
-def summary_table(records: list[RunRecord], digits: int = 2) -> tuple[list[str], list[list[str]]]:
+def headline_metrics(benchmark: str) -> tuple[str, ...]:
+    """The metrics a benchmark marks for summary tables (empty: show all)."""
+    from harness.errors import HarnessError
+    from harness.registry import get_benchmark
+
+    try:
+        return tuple(get_benchmark(benchmark).headline)
+    except HarnessError:  # records of a benchmark that is not installed here
+        return ()
+
+
+def summary_table(records: list[RunRecord], digits: int = 2,
+                  all_metrics: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the seed-averaged table, in first-seen model/variant order."""
     cells: dict[tuple[str, str], dict[str, list[tuple[float, float | None]]]] = defaultdict(lambda: defaultdict(list))
     columns: dict[str, None] = {}
     for rec in records:
         key = (rec.model, rec.variant)
         cells[key]  # keep the row even when nothing applies
+        shown = () if all_metrics else headline_metrics(rec.benchmark)
         for metric, score in rec.scores.items():
+            if shown and metric not in shown:
+                continue
             column = f"{rec.benchmark}:{metric}"
             columns.setdefault(column, None)
             cells[key][column].append((score.value, score.margin))
+    bench_order = list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
+
+    def position(column: str) -> tuple[int, int, str]:
+        bench, metric = column.split(":", 1)
+        order = headline_metrics(bench)
+        return bench_order.index(bench), order.index(metric) if metric in order else len(order), metric
+
+    columns = dict.fromkeys(sorted(columns, key=position))
     headers = ["model", "variant", *columns]
     rows = []
     for (model, variant), by_column in cells.items():
@@ -56,7 +79,7 @@ def summary_table(records: list[RunRecord], digits: int = 2) -> tuple[list[str],
     return headers, rows
 
 
-def render(results_dir: str | Path, fmt: str = "markdown") -> str:
+def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False) -> str:
     from tabulate import tabulate
 
     records = load_records(Path(results_dir))
@@ -64,5 +87,6 @@ def render(results_dir: str | Path, fmt: str = "markdown") -> str:
         return f"(no run records under {results_dir})"
     if fmt == "csv":
         return score_frame(records).to_csv(index=False)
-    headers, rows = summary_table(records)
-    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple")
+    headers, rows = summary_table(records, all_metrics=all_metrics)
+    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+                    disable_numparse=True)
