@@ -22,12 +22,12 @@ Masked LMs (option ``scoring``):
   first and last shared position ([CLS]/[SEP]); here the tokenizer-added special positions are skipped,
   which is the same set for BERT/RoBERTa/ALBERT.
 
-Causal LMs (bias-bench ``_likelihood_score_generative``): :math:`\\mathrm{score}(S) = \\frac{1}{n}\\sum_{t=1}^{n}
-\\log p(s_t \\mid \\langle\\mathrm{start}\\rangle, s_{<t})` with :math:`s` tokenised without special tokens.
+Causal LMs (bias-bench ``_likelihood_score_generative``): :math:`\\mathrm{score}(S) = \\frac{1}{n}\\big(\\log
+p(s_1 \\mid \\langle\\mathrm{start}\\rangle) + \\sum_{t=2}^{n} \\log p(s_t \\mid s_{<t})\\big)` with :math:`s`
+tokenised without special tokens: as in bias-bench, the first token is scored after the start token alone
+and later tokens from the sentence run without it (``causal_token_log_probs(start="first-token")``).
 bias-bench reports :math:`2^{\\frac1n\\sum\\log_2 p}` (the geometric-mean token probability), a strictly
-increasing function of this mean, so the preferences are the same; no rounding. Deviation: bias-bench
-scores :math:`s_1` after the start token but :math:`s_{t \\ge 2}` WITHOUT it in the context; here every
-token sees the start token (``causal_token_log_probs`` prepends it).
+increasing function of this mean, so the preferences are the same; no rounding.
 
 Metric (both references): the pair counts when the more stereotypical sentence scores strictly higher,
 :math:`\\mathrm{score} = \\frac{100}{N}\\sum_{\\mathrm{pairs}} \\mathbb 1[\\mathrm{score}(S_{more}) >
@@ -179,7 +179,8 @@ def causal_pair_scores(lm: LanguageModel, pairs: Sequence[CrowsPair], *, max_row
                            add_special_tokens=False)["input_ids"]
     if any(not ids for ids in encoded):
         raise HarnessError("a CrowS-Pairs sentence tokenises to nothing", "remove empty sentences from the file")
-    values = causal_token_log_probs(lm, encoded, max_rows=max_rows, progress=progress, desc="crows")
+    values = causal_token_log_probs(lm, encoded, start="first-token", max_rows=max_rows, progress=progress,
+                                    desc="crows")
     means = np.array([v.mean() for v in values])
     return means[:n], means[n:], np.ones(n, dtype=bool)
 
@@ -211,6 +212,7 @@ def crows_scores(prefs: np.ndarray, directions: Sequence[str], *, resamples: int
 class CrowSPairs(Benchmark):
     datasets = ("crows-pairs",)
     default_options = {"scoring": "bias-bench", "bias_type": None, "batch_rows": 512, "resamples": 1000}
+    headline = ("score",)
 
     def __init__(self, **options):
         super().__init__(**options)

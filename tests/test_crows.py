@@ -28,14 +28,6 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(params=["bert_tiny", pytest.param("smollm2", marks=pytest.mark.slow)])
-def zoo_lm(request):
-    """Both zoo models (like ``any_lm``); the causal full run takes about a minute on 2 CPU cores, hence slow."""
-    lm = request.getfixturevalue(request.param)
-    yield lm
-    lm.clear_hooks()
-
-
 def test_token_spans_of_a_hand_made_pair(bert_tiny):
     tok = bert_tiny.tokenizer
     man, woman = tok("The man is strong.").input_ids, tok("The woman is strong.").input_ids
@@ -58,6 +50,11 @@ def _reference_spans(ids1, ids2, equal: bool):
     return t1, t2
 
 
+def _reference_order(pair):
+    """Both references put sent_more first for stereo pairs and sent_less first for antistereo pairs."""
+    return (pair.sent_more, pair.sent_less) if pair.direction == "stereo" else (pair.sent_less, pair.sent_more)
+
+
 def _one_by_one(lm, ids, positions):
     out = []
     for p in positions:
@@ -73,7 +70,7 @@ def test_masked_scores_equal_unbatched(bert_tiny):
     tok = bert_tiny.tokenizer
     got = {s: masked_pair_scores(bert_tiny, PAIRS, s, max_rows=3) for s in ("bias-bench", "nangia")}
     for i, pair in enumerate(PAIRS):
-        ids1, ids2 = (tok.encode(s) for s in pair.ordered)
+        ids1, ids2 = (tok.encode(s) for s in _reference_order(pair))
         diff1, diff2 = _reference_spans(ids1, ids2, equal=False)
         shared1, shared2 = _reference_spans(ids1, ids2, equal=True)
         bias_bench = [np.mean(_one_by_one(bert_tiny, ids, d)) for ids, d in ((ids1, diff1), (ids2, diff2))]
@@ -96,12 +93,15 @@ def test_pure_insertion_is_skipped_by_bias_bench_only(bert_tiny):
 def test_causal_scores_equal_unbatched(smollm2):
     s1, s2, kept = causal_pair_scores(smollm2, PAIRS, max_rows=2)
     assert kept.all()
+    with torch.no_grad():  # bias-bench: first token after the start token alone, the rest without it
+        first = torch.log_softmax(smollm2.model(torch.tensor([[smollm2.start_token_id]])).logits[0, 0].float(), -1)
     for i, pair in enumerate(PAIRS):
-        for sentence, value in zip(pair.ordered, (s1[i], s2[i])):
-            ids = torch.tensor([[smollm2.start_token_id, *smollm2.tokenizer.encode(sentence, add_special_tokens=False)]])
+        for sentence, value in zip(_reference_order(pair), (s1[i], s2[i])):
+            tokens = smollm2.tokenizer.encode(sentence, add_special_tokens=False)
             with torch.no_grad():
-                logp = torch.log_softmax(smollm2.model(input_ids=ids).logits[0, :-1].float(), -1)
-            expected = logp.gather(1, ids[0, 1:, None]).mean().item()
+                logp = torch.log_softmax(smollm2.model(input_ids=torch.tensor([tokens])).logits[0, :-1].float(), -1)
+            rest = logp.gather(1, torch.tensor(tokens[1:])[:, None]).squeeze(1)
+            expected = (first[tokens[0]] + rest.sum()).item() / len(tokens)
             assert abs(value - expected) < 1e-5
 
 
@@ -122,13 +122,13 @@ def test_metric_on_hand_made_scores():
     assert crows_scores(unrounded, directions, resamples=10)["stereo"].value == pytest.approx(100 * 2 / 3)
 
 
-def test_gender_run_on_both_zoo_models(zoo_lm, mirror, tmp_path, monkeypatch):
+def test_gender_run_on_both_zoo_models(any_lm, mirror, tmp_path, monkeypatch):
     calls = []
     for name in ("masked_log_probs", "causal_token_log_probs"):
         real = getattr(crows, name)
         monkeypatch.setattr(crows, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
     ctx = RunContext(seed=0, bias_type="gender", progress=False, artifact_dir=tmp_path)
-    result = CrowSPairs().run(zoo_lm, ctx)
+    result = CrowSPairs().run(any_lm, ctx)
     assert len(calls) == 1  # every query of every pair in one batched call
     score, details = result.scores["score"], result.details
     assert details["N"] == score.n == 262 and details["stereo_pairs"] == 159 and details["antistereo_pairs"] == 103
