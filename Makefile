@@ -18,7 +18,7 @@ ifneq ($(wildcard ../shared/data/MANIFEST.tsv),)
 export GRADIEND_BENCH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo test bench results clean
+.PHONY: install demo test bench perf results clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -40,6 +40,13 @@ test: install
 # Slow end-to-end runs and speed measurements (not part of CI).
 bench: install
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
+
+# Speed of the batched scorers against batch-size-1 implementations of the same scoring (prints figures).
+perf: install
+	$(BIN)/python benchmarks/perf/stereoset_speed.py --model zoo:bert-tiny
+	$(BIN)/python benchmarks/perf/stereoset_speed.py --model zoo:smollm2-135m --reference-clusters 200
+	$(BIN)/python benchmarks/perf/seat_speed.py
+	$(BIN)/python benchmarks/perf/crows_speed.py
 
 # Regenerate the committed records and tables under results/.
 results: install

@@ -24,9 +24,19 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 
 from harness.data.catalog import ResolvedDataset, resolve
+from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
 
 Protocol = Literal["cpu", "full", "finetune-lite", "probe"]
+
+
+def resolve_options(kind: str, name: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by ``given``; an option the adapter does not know is an error naming the allowed ones."""
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise HarnessError(f"{kind} '{name}' has no option(s) {', '.join(sorted(unknown))}",
+                           f"allowed: {', '.join(sorted(defaults)) or '(none)'}")
+    return {**defaults, **given}
 
 
 @dataclass
@@ -97,13 +107,7 @@ class Benchmark:
     headline: ClassVar[tuple[str, ...]] = ()  # the metrics a summary table shows (default: all)
 
     def __init__(self, **options: Any):
-        unknown = set(options) - set(self.default_options)
-        if unknown:
-            from harness.errors import HarnessError
-
-            raise HarnessError(f"benchmark '{self.name}' has no option(s) {', '.join(sorted(unknown))}",
-                               f"allowed: {', '.join(sorted(self.default_options)) or '(none)'}")
-        self.options = {**self.default_options, **options}
+        self.options = resolve_options("benchmark", self.name, self.default_options, options)
 
     def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
         raise NotImplementedError
@@ -118,13 +122,7 @@ class Method:
     default_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any):
-        unknown = set(options) - set(self.default_options)
-        if unknown:
-            from harness.errors import HarnessError
-
-            raise HarnessError(f"method '{self.name}' has no option(s) {', '.join(sorted(unknown))}",
-                               f"allowed: {', '.join(sorted(self.default_options)) or '(none)'}")
-        self.options = {**self.default_options, **options}
+        self.options = resolve_options("method", self.name, self.default_options, options)
 
 
 class WeightChangingMethod(Method):

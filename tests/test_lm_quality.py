@@ -25,12 +25,15 @@ def _unbatched_causal(lm, texts):
     return 100 * hits / count, math.exp(nll / count)
 
 
-def test_causal_scores_equal_unbatched_reference(smollm2, mirror):
+def _run_small(lm, seed):
     bench = LMQuality(n_sentences=12, resamples=50)
-    ctx = RunContext(seed=0, batch_size=5, progress=False)
-    texts = bench.sentences(ctx)
+    ctx = RunContext(seed=seed, batch_size=5, progress=False)
     with torch.no_grad():
-        result = bench.run(smollm2, ctx)
+        return bench.sentences(ctx), bench.run(lm, ctx)
+
+
+def test_causal_scores_equal_unbatched_reference(smollm2, mirror):
+    texts, result = _run_small(smollm2, seed=0)
     accuracy, perplexity = _unbatched_causal(smollm2, texts)
     assert abs(result.scores["accuracy"].value - accuracy) < 1e-6
     assert abs(result.scores["perplexity"].value - perplexity) / perplexity < 1e-4
@@ -38,11 +41,7 @@ def test_causal_scores_equal_unbatched_reference(smollm2, mirror):
 
 
 def test_masked_scores_equal_unbatched_reference(bert_tiny, mirror):
-    bench = LMQuality(n_sentences=12, resamples=50)
-    ctx = RunContext(seed=3, batch_size=5, progress=False)
-    texts = bench.sentences(ctx)
-    with torch.no_grad():
-        result = bench.run(bert_tiny, ctx)
+    texts, result = _run_small(bert_tiny, seed=3)
     tok = bert_tiny.tokenizer
     hits = hits5 = count = 0
     nll = 0.0
