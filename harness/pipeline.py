@@ -117,7 +117,7 @@ def _prefetch_zoo_models(specs: set[str]) -> None:
 
 def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None = None, jobs: int = 1,
                    backend: str = "loky", scheduler: str | None = None, force: bool = False,
-                   progress: bool = True) -> RunSummary:
+                   progress: bool = True, scheduler_timeout_s: float = 20.0) -> RunSummary:
     import joblib
 
     if backend not in BACKENDS:
@@ -149,7 +149,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         except ImportError:
             raise HarnessError("backend 'dask' needs the distributed package", "pip install 'dask[distributed]'") from None
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=f"{scheduler_timeout_s}s")
         except (OSError, TimeoutError) as exc:
             raise HarnessError(f"cannot reach dask scheduler {scheduler} ({exc})", "start it with `dask scheduler` and check the address") from None
         with client, joblib.parallel_config(backend="dask"):

@@ -30,7 +30,7 @@ def test_hash_ignores_execution_settings_but_not_options():
     ({**GOOD, "modles": ["x"]}, "unknown key 'modles'; allowed keys: name, models"),
     ({"name": "t", "benchmarks": ["lm-quality"]}, "missing required key 'models'"),
     ({**GOOD, "protocol": "fast"}, "key 'protocol' must be one of 'cpu' or 'full', got 'fast'"),
-    ({**GOOD, "benchmarks": ["sat"]}, "key 'benchmarks\\[0\\]': unknown benchmark 'sat'.*allowed values: lm-quality"),
+    ({**GOOD, "benchmarks": ["sat"]}, "key 'benchmarks\\[0\\]': unknown benchmark 'sat'.*allowed values: crows, lm-quality, seat, stereoset"),
     ({**GOOD, "benchmarks": [{"name": "lm-quality", "options": {"n": 3}}]}, "has no option.*allowed: mask_fraction"),
     ({**GOOD, "benchmarks": [{"name": "lm-quality", "opts": {}}]}, "unknown key 'benchmarks\\[0\\].opts'; allowed keys: name, options"),
     ({**GOOD, "variants": ["inlp"]}, "key 'variants\\[0\\]': unknown method 'inlp'"),

@@ -32,4 +32,4 @@ def test_unreachable_scheduler_is_one_line_error(tmp_path, mirror):
     config = parse_config({"name": "dask", "models": ["zoo:bert-tiny"], "results_dir": str(tmp_path),
                            "benchmarks": [{"name": "lm-quality", "options": {"n_sentences": 5}}]})
     with pytest.raises(HarnessError, match="cannot reach dask scheduler tcp://127.0.0.1:9"):
-        run_experiment(config, backend="dask", scheduler="tcp://127.0.0.1:9")
+        run_experiment(config, backend="dask", scheduler="tcp://127.0.0.1:9", scheduler_timeout_s=2)
