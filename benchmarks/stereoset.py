@@ -100,23 +100,27 @@ def template_word(context: str, sentence: str) -> str:
 
 
 # -- scoring --------------------------------------------------------------------------------------
-def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_rows: int = 512,
+def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_rows: int = 128,
                            progress: bool = False) -> dict[str, float]:
     tok = lm.tokenizer
-    texts, owners, targets = [], [], []
-    for cluster in clusters:
-        space = " " if _needs_space(tok, cluster.context) else ""
-        for sentence_id, sentence in cluster.sentences.values():
-            pieces = tok.encode(space + template_word(cluster.context, sentence), add_special_tokens=False)
-            for i, piece in enumerate(pieces):
-                texts.append(cluster.context.replace("BLANK", tok.decode(pieces[:i]) + tok.mask_token))
-                owners.append(sentence_id)
-                targets.append(piece)
-    encoded = tok(texts, add_special_tokens=True)["input_ids"]
-    queries = []
-    for ids, target in zip(encoded, targets):
-        position = ids.index(tok.mask_token_id)
-        queries.append(MaskedQuery(tuple(ids), (position,), position, target))
+    space_sensitive = tok.encode(" a", add_special_tokens=False) != tok.encode("a", add_special_tokens=False)
+    items = [(cluster, sid, (" " if space_sensitive and _blank_follows_space(cluster.context) else "")
+              + template_word(cluster.context, text))
+             for cluster in clusters for sid, text in cluster.sentences.values()]
+    pieces_per_item = lm.token_ids([word for *_, word in items], add_special_tokens=False)
+    texts: dict[str, int] = {}  # identical masked texts (e.g. one-subword candidates of a cluster) share a row
+    owners, targets, text_rows = [], [], []
+    for (cluster, sid, _), pieces in zip(items, pieces_per_item):
+        for i, piece in enumerate(pieces):
+            prefix = tok.decode(pieces[:i]) if i else ""
+            text = cluster.context.replace("BLANK", prefix + tok.mask_token)
+            text_rows.append(texts.setdefault(text, len(texts)))
+            owners.append(sid)
+            targets.append(piece)
+    encoded = lm.token_ids(list(texts))
+    mask_positions = [ids.index(tok.mask_token_id) for ids in encoded]
+    queries = [MaskedQuery(tuple(encoded[row]), (mask_positions[row],), mask_positions[row], target)
+               for row, target in zip(text_rows, targets)]
     probs = np.exp(masked_log_probs(lm, queries, max_rows=max_rows, progress=progress, desc="stereoset"))
     sums: dict[str, list[float]] = {}
     for owner, p in zip(owners, probs):
@@ -124,17 +128,15 @@ def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_ro
     return {owner: float(np.mean(values)) for owner, values in sums.items()}
 
 
-def _needs_space(tokenizer, context: str) -> bool:
+def _blank_follows_space(context: str) -> bool:
     """Byte-level BPE tokenizers (RoBERTa) encode a word after a space with a leading-space symbol."""
-    before = context.split("BLANK")[0]
-    return before.endswith(" ") and tokenizer.encode(" a", add_special_tokens=False) != \
-        tokenizer.encode("a", add_special_tokens=False)
+    return context.split("BLANK")[0].endswith(" ")
 
 
 def causal_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_rows: int = 64,
                            progress: bool = False) -> dict[str, float]:
     items = [(sid, text) for c in clusters for sid, text in c.sentences.values()]
-    encoded = lm.tokenizer([text for _, text in items], add_special_tokens=False)["input_ids"]
+    encoded = lm.token_ids([text for _, text in items], add_special_tokens=False)
     logps = causal_token_log_probs(lm, encoded, start="first-token", max_rows=max_rows, progress=progress,
                                    desc="stereoset")
     return {sid: float(np.exp(lp.mean())) for (sid, _), lp in zip(items, logps)}
@@ -216,7 +218,8 @@ def read_predictions(path: Path) -> dict[str, float]:
 class StereoSet(Benchmark):
     """StereoSet intrasentence SS / LMS / ICAT (bias-bench likelihood scoring)."""
 
-    default_options: dict[str, Any] = {"split": "auto", "resamples": 1000, "max_rows": 512}
+    # max_rows: rows per forward pass (None: 128 for masked LMs, 64 for causal LMs — fastest on 2 CPU cores)
+    default_options: dict[str, Any] = {"split": "auto", "resamples": 1000, "max_rows": None}
     headline = ("ss", "lms", "icat")
 
     def dataset(self, ctx: RunContext):
@@ -236,7 +239,7 @@ class StereoSet(Benchmark):
         split, data = self.dataset(ctx)
         clusters, fmt = load_clusters(next(iter(data.files.values())))
         scorer = masked_sentence_scores if lm.kind == "masked" else causal_sentence_scores
-        rows = self.options["max_rows"] if lm.kind == "masked" else max(8, self.options["max_rows"] // 8)
+        rows = self.options["max_rows"] or (128 if lm.kind == "masked" else 64)
         scores = scorer(lm, clusters, max_rows=rows, progress=ctx.progress)
         results = evaluate(clusters, scores, resamples=self.options["resamples"], seed=ctx.seed)
         domain = "gender" if ctx.bias_type == "gender" else ctx.bias_type

@@ -94,10 +94,15 @@ def masked_log_probs(lm: LanguageModel, queries: Sequence[MaskedQuery], *, max_r
         where = {p: k for k, p in enumerate(positions)}
         rows_t = torch.tensor([p[0] for p in positions], device=lm.device)
         cols_t = torch.tensor([p[1] for p in positions], device=lm.device)
-        logp = lm.token_log_probs(ids, mask, positions=(rows_t, cols_t))
         picks = torch.tensor([where[(r, pos)] for r, _, pos, _ in flat], device=lm.device)
         targets = torch.tensor([tgt for *_, tgt in flat], device=lm.device)
-        values = logp[picks, targets].double().cpu().numpy()
+        if len(flat) == len(positions):  # one target per position: skip the full [N, V] log-softmax
+            order = torch.empty_like(picks)
+            order[picks] = torch.arange(len(picks), device=lm.device)
+            values = lm.target_log_probs(ids, mask, (rows_t, cols_t), targets[order])[picks]
+        else:
+            values = lm.token_log_probs(ids, mask, positions=(rows_t, cols_t))[picks, targets]
+        values = values.double().cpu().numpy()
         out[[q for _, q, _, _ in flat]] = values
     return out
 
@@ -134,8 +139,7 @@ def causal_token_log_probs(lm: LanguageModel, sequences: Sequence[Sequence[int]]
         rows_t, cols_t = (mask[:, 1:] > 0).nonzero(as_tuple=True)  # position t predicts token t+1
         values = np.empty(0)
         if len(rows_t):
-            logp = lm.token_log_probs(ids, mask, positions=(rows_t, cols_t))
-            values = logp.gather(1, ids[rows_t, cols_t + 1][:, None]).squeeze(1).double().cpu().numpy()
+            values = lm.target_log_probs(ids, mask, (rows_t, cols_t), ids[rows_t, cols_t + 1]).double().cpu().numpy()
         rows_np = rows_t.cpu().numpy()
         for r, b in enumerate(batch):
             predicted = values[rows_np == r]

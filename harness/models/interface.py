@@ -117,6 +117,16 @@ class LanguageModel:
                                add_special_tokens=add_special_tokens, return_tensors="pt")
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
+    def token_ids(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+        """Unpadded, untruncated token ids per text (the fast tokenizer's batch encoder when there is one)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.tokenizer.is_fast else None
+        if backend is None:
+            return self.tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+        # transformers leaves padding/truncation switched on in the shared backend after a padded call
+        backend.no_padding()
+        backend.no_truncation()
+        return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
+
     # -- forward passes ---------------------------------------------------------------------------
     def final_hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Final hidden states [B, T, H] with the hooks applied."""
@@ -154,6 +164,15 @@ class LanguageModel:
         distribution of token t+1 given tokens ≤ t.
         """
         return torch.log_softmax(self.logits(input_ids, attention_mask, positions).float(), dim=-1)
+
+    def target_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         positions: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """log p(targets[i] at positions[i]) as ``logit[target] − logsumexp(logits)``, float32 [N].
+
+        Equal to ``token_log_probs(...)[i, targets[i]]`` without materialising the [N, V] log-softmax.
+        """
+        logits = self.logits(input_ids, attention_mask, positions).float()
+        return logits.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
 
     @torch.no_grad()
     def pooled(self, texts: Sequence[str], *, batch_size: int = 64, normalize: bool = False,
