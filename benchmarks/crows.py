@@ -213,6 +213,7 @@ class CrowSPairs(Benchmark):
     datasets = ("crows-pairs",)
     default_options = {"scoring": "bias-bench", "bias_type": None, "batch_rows": 512, "resamples": 1000}
     headline = ("score",)
+    execution_options = ("batch_rows",)
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -221,6 +221,7 @@ class StereoSet(Benchmark):
     # max_rows: rows per forward pass (None: 128 for masked LMs, 64 for causal LMs — fastest on 2 CPU cores)
     default_options: dict[str, Any] = {"split": "auto", "resamples": 1000, "max_rows": None}
     headline = ("ss", "lms", "icat")
+    execution_options = ("max_rows",)
 
     def dataset(self, ctx: RunContext):
         split = self.options["split"]

@@ -105,6 +105,8 @@ class Benchmark:
     datasets: ClassVar[tuple[str, ...]] = ()
     default_options: ClassVar[dict[str, Any]] = {}
     headline: ClassVar[tuple[str, ...]] = ()  # the metrics a summary table shows (default: all)
+    # options that change speed or memory but never the numbers (batch sizes): left out of the config hash
+    execution_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any):
         self.options = resolve_options("benchmark", self.name, self.default_options, options)

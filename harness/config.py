@@ -79,15 +79,17 @@ class RunSpec:
 
     def hashed_config(self) -> dict[str, Any]:
         """What determines the numbers (execution settings like batch size and device are not part of it)."""
+        unhashed = set(self.extra.get("execution_options", ()))
         return {"schema": RECORD_SCHEMA_VERSION, "versions": self.extra.get("versions", {}),
                 "model": self.model, "variant": self.variant,
                 "variant_options": self.variant_options, "benchmark": self.benchmark,
-                "benchmark_options": self.benchmark_options, "seed": self.seed, "protocol": self.protocol,
+                "benchmark_options": {k: v for k, v in self.benchmark_options.items() if k not in unhashed},
+                "seed": self.seed, "protocol": self.protocol,
                 "bias_type": self.bias_type}
 
     def full_config(self) -> dict[str, Any]:
-        return {**self.hashed_config(), "experiment": self.experiment, "device": self.device,
-                "batch_size": self.batch_size}
+        return {**self.hashed_config(), "benchmark_options": self.benchmark_options, "experiment": self.experiment,
+                "device": self.device, "batch_size": self.batch_size}
 
     @property
     def config_hash(self) -> str:
@@ -202,5 +204,6 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
                     versions = {"benchmark": benchmark.version, "methods": method_versions}
                     specs.append(RunSpec(config.name, model, variant.name, variant_options, bench.name,
                                          benchmark.options, seed, config.protocol, config.bias_type, config.device,
-                                         config.batch_size, {"versions": versions}))
+                                         config.batch_size, {"versions": versions,
+                                                             "execution_options": list(benchmark.execution_options)}))
     return specs

@@ -16,6 +16,16 @@ from harness.records import STATUS_NOT_APPLICABLE, RunRecord, load_records
 NOT_APPLICABLE = "–"
 
 
+def latest_records(records: list[RunRecord]) -> list[RunRecord]:
+    """One record per (model, variant, benchmark, seed): the newest, when configs changed between runs."""
+    latest: dict[tuple, RunRecord] = {}
+    for rec in records:
+        key = (rec.model, rec.variant, rec.benchmark, rec.seed)
+        if key not in latest or rec.started_at >= latest[key].started_at:
+            latest[key] = rec
+    return [rec for rec in records if latest[(rec.model, rec.variant, rec.benchmark, rec.seed)] is rec]
+
+
 def score_frame(records: list[RunRecord]) -> pd.DataFrame:
     """Long format: model, variant, benchmark, metric, seed, value, margin, protocol."""
     rows = []
@@ -82,7 +92,7 @@ def summary_table(records: list[RunRecord], digits: int = 2,
 def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False) -> str:
     from tabulate import tabulate
 
-    records = load_records(Path(results_dir))
+    records = latest_records(load_records(Path(results_dir)))
     if not records:
         return f"(no run records under {results_dir})"
     if fmt == "csv":

@@ -59,3 +59,11 @@ def test_demo_config_is_valid():
 
     config = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
     assert config.models == ["zoo:bert-tiny"] and expand(config)
+
+
+def test_hash_ignores_execution_options():
+    a = expand(parse_config({**GOOD, "benchmarks": [{"name": "stereoset", "options": {"max_rows": 8}}]}))[0]
+    b = expand(parse_config({**GOOD, "benchmarks": ["stereoset"]}))[0]
+    c = expand(parse_config({**GOOD, "benchmarks": [{"name": "stereoset", "options": {"split": "dev"}}]}))[0]
+    assert a.config_hash == b.config_hash != c.config_hash
+    assert a.full_config()["benchmark_options"]["max_rows"] == 8
