@@ -20,6 +20,7 @@ import torch
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.data.corpus import load_documents, sentence_pool, split_documents
 from harness.models.interface import LanguageModel
+from harness.progress import progress
 from harness.registry import register_benchmark
 from harness.stats import bootstrap_ratio
 
@@ -56,7 +57,7 @@ class LMQuality(Benchmark):
         special = set(tok.all_special_ids)
         results = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in _progress(range(0, len(order), ctx.batch_size), ctx, "lm-quality"):
+        for start in progress(range(0, len(order), ctx.batch_size), ctx.progress, "lm-quality"):
             idx = order[start:start + ctx.batch_size]
             batch = lm.tokenize([texts[i] for i in idx], max_length=self.options["max_length"])
             ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -78,7 +79,7 @@ class LMQuality(Benchmark):
     def _causal(self, lm: LanguageModel, texts: list[str], ctx: RunContext):
         results = [None] * len(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in _progress(range(0, len(order), ctx.batch_size), ctx, "lm-quality"):
+        for start in progress(range(0, len(order), ctx.batch_size), ctx.progress, "lm-quality"):
             idx = order[start:start + ctx.batch_size]
             batch = lm.tokenize([texts[i] for i in idx], max_length=self.options["max_length"] - 1,
                                 add_special_tokens=False)
@@ -99,11 +100,3 @@ class LMQuality(Benchmark):
             sel = rows == r
             results[i] = (float(hit1[sel].sum()), float(hit5[sel].sum()), float(-target_logp[sel].sum()),
                           int(sel.sum()))
-
-
-def _progress(iterable, ctx: RunContext, desc: str):
-    if not ctx.progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, unit="batch", leave=False)

@@ -228,8 +228,9 @@ class StereoSet(Benchmark):
         if split not in ("auto", *SPLITS):
             raise HarnessError(f"stereoset split '{split}' is unknown", f"use one of: auto, {', '.join(SPLITS)}")
         if split == "auto":  # the full test split where it can be had (hub/URL), else dev
+            name, file_name = SPLITS["test"]
             try:
-                return "test", ctx.data(*SPLITS["test"][:1], [SPLITS["test"][1]])
+                return "test", ctx.data(name, [file_name])
             except HarnessError:
                 ctx.datasets.pop("stereoset-test", None)
                 split = "dev"

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from harness.models.interface import LanguageModel
+from harness.progress import progress as _progress
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,6 @@ class MaskedQuery:
         for p in self.masked:
             ids[p] = mask_id
         return tuple(ids)
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, unit="batch", leave=False)
 
 
 def _batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> Iterable[list[int]]:
@@ -97,9 +90,9 @@ def masked_log_probs(lm: LanguageModel, queries: Sequence[MaskedQuery], *, max_r
         picks = torch.tensor([where[(r, pos)] for r, _, pos, _ in flat], device=lm.device)
         targets = torch.tensor([tgt for *_, tgt in flat], device=lm.device)
         if len(flat) == len(positions):  # one target per position: skip the full [N, V] log-softmax
-            order = torch.empty_like(picks)
-            order[picks] = torch.arange(len(picks), device=lm.device)
-            values = lm.target_log_probs(ids, mask, (rows_t, cols_t), targets[order])[picks]
+            position_targets = torch.empty_like(targets)
+            position_targets[picks] = targets
+            values = lm.target_log_probs(ids, mask, (rows_t, cols_t), position_targets)[picks]
         else:
             values = lm.token_log_probs(ids, mask, positions=(rows_t, cols_t))[picks, targets]
         values = values.double().cpu().numpy()

@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch import nn
 
+from harness.progress import progress as progress_bar
+
 Kind = Literal["masked", "causal"]
 HiddenHook = Callable[[torch.Tensor], torch.Tensor]
 
@@ -184,11 +186,7 @@ class LanguageModel:
         """
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = torch.empty(len(texts), self.hidden_size, dtype=torch.float32)
-        starts = range(0, len(order), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="encoding", unit="batch")
+        starts = progress_bar(range(0, len(order), batch_size), progress, "encoding")
         for start in starts:
             idx = order[start:start + batch_size]
             batch = self.tokenize([texts[i] for i in idx], max_length=max_length)
