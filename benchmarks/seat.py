@@ -171,6 +171,7 @@ class SEAT(Benchmark):
     default_options = {"tests": None, "n_permutations": 100_000, "exact_limit": 100_000, "batch_size": 64}
     headline = ("effect_size_mean_abs",)
     execution_options = ("batch_size",)
+    reads = "representations"
 
     def tests(self, ctx: RunContext) -> list[str]:
         chosen = self.options["tests"]

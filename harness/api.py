@@ -80,6 +80,7 @@ class RunContext:
     artifact_dir: Path | None = None  # per-run folder for large outputs (predictions files, plots)
     progress: bool = True
     datasets: dict[str, ResolvedDataset] = field(default_factory=dict)
+    step_cache: Path | None = None  # set by apply_variant for the method step being applied
 
     def data(self, name: str, files: list[str] | None = None) -> ResolvedDataset:
         """Resolve a catalog data set and remember its provenance for the run record."""
@@ -107,6 +108,10 @@ class Benchmark:
     headline: ClassVar[tuple[str, ...]] = ()  # the metrics a summary table shows (default: all)
     # options that change speed or memory but never the numbers (batch sizes): left out of the config hash
     execution_options: ClassVar[tuple[str, ...]] = ()
+    # what the scores are computed from: "predictions" (token log-probs) or "representations" (hidden
+    # states). A variant whose post-processing only rewrites predictions (SelfDebias) is "not applicable"
+    # to a representation benchmark.
+    reads: ClassVar[Literal["predictions", "representations"]] = "predictions"
 
     def __init__(self, **options: Any):
         self.options = resolve_options("benchmark", self.name, self.default_options, options)
@@ -116,19 +121,29 @@ class Benchmark:
 
 
 class Method:
-    """A debiasing method adapter; ``kind`` is ``"weight"`` (ΔW) or ``"post"`` (PP)."""
+    """A debiasing method adapter; ``kind`` is ``"weight"`` (ΔW) or ``"post"`` (PP).
+
+    ``acts_on`` says what it changes: ``"weights"`` (ΔW), ``"representations"`` (a hidden hook) or
+    ``"predictions"`` (a prediction hook, see :mod:`harness.hooks`). During ``apply``/``fit``,
+    ``ctx.step_cache`` is this step's artefact folder, keyed by the model it was fitted on (base model plus
+    every earlier step) and by this step's options, seed, protocol and bias type; ``self.notes`` goes
+    into the run record.
+    """
 
     name: ClassVar[str]
     version: ClassVar[int] = 1  # bump when a change alters the numbers, so old records are not reused
     kind: ClassVar[Literal["weight", "post"]]
+    acts_on: ClassVar[Literal["weights", "representations", "predictions"]]
     default_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any):
         self.options = resolve_options("method", self.name, self.default_options, options)
+        self.notes: dict[str, Any] = {}
 
 
 class WeightChangingMethod(Method):
     kind = "weight"
+    acts_on = "weights"
 
     def apply(self, lm: LanguageModel, ctx: RunContext) -> LanguageModel:
         """Return a new model with changed weights (never modify ``lm`` in place)."""
@@ -137,7 +152,9 @@ class WeightChangingMethod(Method):
 
 class PostProcessingMethod(Method):
     kind = "post"
+    acts_on = "representations"
 
-    def fit(self, lm: LanguageModel, ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Fit on ``lm``'s representations and return the hook to put on its final hidden states."""
+    def fit(self, lm: LanguageModel, ctx: RunContext) -> Callable:
+        """Fit on ``lm`` and return its hook: a hidden hook (``acts_on="representations"``, preferably a
+        :class:`harness.hooks.AffineHook`) or a prediction hook (``acts_on="predictions"``)."""
         raise NotImplementedError

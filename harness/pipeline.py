@@ -68,7 +68,7 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
     from harness.models import load_model
     from harness.provenance import environment, git_state
     from harness.registry import get_benchmark
-    from harness.variants import apply_variant, parse_variant
+    from harness.variants import apply_variant, parse_variant, representation_blocked
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -88,8 +88,10 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
         ctx.artifact_dir = artifact_dir(Path(results_dir), spec)
         started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         started = time.perf_counter()
-        if lm.kind not in benchmark.kinds:
-            scores, details, status, protocol, artifacts = {}, {"reason": f"{spec.benchmark} does not apply to {lm.kind} LMs"}, STATUS_NOT_APPLICABLE, spec.protocol, {}
+        blocked = representation_blocked(steps_log) if benchmark.reads == "representations" else None
+        if lm.kind not in benchmark.kinds or blocked:
+            reason = blocked or f"{spec.benchmark} does not apply to {lm.kind} LMs"
+            scores, details, status, protocol, artifacts = {}, {"reason": reason}, STATUS_NOT_APPLICABLE, spec.protocol, {}
         else:
             with torch.no_grad():
                 result = benchmark.run(lm, ctx)

@@ -6,7 +6,10 @@ the CDA model. Weight-changing steps must come before post-processing ones.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
@@ -47,17 +50,49 @@ def parse_variant(name: str, options: dict[str, dict[str, Any]] | None = None) -
     return steps
 
 
+def model_identity(lm) -> dict[str, Any]:
+    """What identifies the weights ``lm`` was loaded with (spec + checksums), without timing fields."""
+    return {"spec": lm.spec, **{k: v for k, v in lm.origin.items() if k not in ("load_seconds", "lineage")}}
+
+
+def step_cache_key(lm, step: VariantStep, method_version: int, ctx) -> str:
+    """Hash of the model the step is applied to (base + earlier steps) and of the step's own settings."""
+    payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "method": step.name,
+               "version": method_version, "options": step.options, "seed": ctx.seed, "protocol": ctx.protocol,
+               "bias_type": ctx.bias_type}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str, Any]]]:
-    """Run each step on the model the previous one produced; returns the model and a log for the record."""
+    """Run each step on the model the previous one produced; returns the model and a log for the record.
+
+    Each step gets ``ctx.step_cache`` = ``<cache>/methods/<name>/<key>``; the key covers every earlier
+    step, so ``cda+inlp`` never reuses the INLP projection fitted on the base model.
+    """
     from harness.registry import get_method
 
     log = []
     for step in steps:
         method = get_method(step.name)(**step.options)
+        key = step_cache_key(lm, step, method.version, ctx)
+        ctx.step_cache = Path(ctx.cache_dir) / "methods" / step.name / key if ctx.cache_dir else None
+        lineage = [*lm.origin.get("lineage", []), {"method": step.name, "key": key}]
         if step.kind == "weight":
             lm = method.apply(lm, ctx)
+        elif method.acts_on == "predictions":
+            lm.add_prediction_hook(method.fit(lm, ctx))
         else:
             lm.add_hidden_hook(method.fit(lm, ctx))
-        log.append({"method": step.name, "kind": step.kind, "options": step.options,
-                    "notes": getattr(method, "notes", {})})
+        lm.origin["lineage"] = lineage
+        log.append({"method": step.name, "kind": step.kind, "acts_on": method.acts_on, "options": step.options,
+                    "cache_key": key, "notes": method.notes})
+    ctx.step_cache = None
     return lm, log
+
+
+def representation_blocked(steps_log: list[dict[str, Any]]) -> str | None:
+    """Why a representation benchmark does not apply to this variant (a predictions-only step), else None."""
+    for entry in steps_log:
+        if entry.get("acts_on") == "predictions":
+            return f"{entry['method']} only changes token predictions, not representations"
+    return None

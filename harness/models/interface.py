@@ -41,6 +41,7 @@ class LanguageModel:
         self.spec = spec
         self.origin = dict(origin or {})
         self.hooks: list[HiddenHook] = []
+        self.prediction_hooks: list = []  # harness.hooks.PredictionHook, applied to token log-probs
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         tokenizer.padding_side = "right"
@@ -77,7 +78,8 @@ class LanguageModel:
         raise ValueError(f"{self.spec} has no BOS, end-of-text or CLS token")
 
     def __repr__(self) -> str:
-        return f"LanguageModel({self.spec!r}, kind={self.kind}, hooks={len(self.hooks)})"
+        return (f"LanguageModel({self.spec!r}, kind={self.kind}, hooks={len(self.hooks)}, "
+                f"prediction_hooks={len(self.prediction_hooks)})")
 
     # -- hook point -------------------------------------------------------------------------------
     def _apply_hooks(self, module, inputs, output):
@@ -97,6 +99,11 @@ class LanguageModel:
 
     def clear_hooks(self) -> None:
         self.hooks.clear()
+        self.prediction_hooks.clear()
+
+    def add_prediction_hook(self, hook) -> None:
+        """Rewrite token log-probabilities from now on (SelfDebias); see :mod:`harness.hooks`."""
+        self.prediction_hooks.append(hook)
 
     def remove_hidden_hook(self, hook: HiddenHook) -> None:
         self.hooks.remove(hook)
@@ -165,7 +172,18 @@ class LanguageModel:
         Masked LM: the distribution at each position given the (masked) input. Causal LM: row t is the
         distribution of token t+1 given tokens ≤ t.
         """
-        return torch.log_softmax(self.logits(input_ids, attention_mask, positions).float(), dim=-1)
+        log_probs = torch.log_softmax(self.logits(input_ids, attention_mask, positions).float(), dim=-1)
+        if not self.prediction_hooks:
+            return log_probs
+        flat = positions
+        if flat is None:  # hooks work on rows at positions; expand to every position and reshape back
+            rows, cols = torch.meshgrid(torch.arange(input_ids.shape[0], device=input_ids.device),
+                                        torch.arange(input_ids.shape[1], device=input_ids.device), indexing="ij")
+            flat = (rows.reshape(-1), cols.reshape(-1))
+            log_probs = log_probs.reshape(-1, log_probs.shape[-1])
+        for hook in self.prediction_hooks:
+            log_probs = hook(self, input_ids, attention_mask, flat, log_probs)
+        return log_probs if positions is not None else log_probs.reshape(*input_ids.shape, -1)
 
     def target_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          positions: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
@@ -173,6 +191,8 @@ class LanguageModel:
 
         Equal to ``token_log_probs(...)[i, targets[i]]`` without materialising the [N, V] log-softmax.
         """
+        if self.prediction_hooks:
+            return self.token_log_probs(input_ids, attention_mask, positions).gather(1, targets[:, None]).squeeze(1)
         logits = self.logits(input_ids, attention_mask, positions).float()
         return logits.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
 
