@@ -76,7 +76,7 @@ def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str
         method = get_method(step.name)(**step.options)
         key = step_cache_key(lm, step, method.version, ctx)
         ctx.step_cache = Path(ctx.cache_dir) / "methods" / step.name / key if ctx.cache_dir else None
-        lineage = [*lm.origin.get("lineage", []), {"method": step.name, "key": key}]
+        lineage = [*lm.origin.get("lineage", []), {"method": step.name, "key": key, "acts_on": method.acts_on}]
         if step.kind == "weight":
             lm = method.apply(lm, ctx)
         elif method.acts_on == "predictions":
@@ -88,6 +88,14 @@ def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str
                     "cache_key": key, "notes": method.notes})
     ctx.step_cache = None
     return lm, log
+
+
+def weights_identity(lm) -> str:
+    """Hash of ``lm``'s weights' history (base model + weight-changing steps), ignoring hooks: benchmarks
+    key feature caches on it, so post-processing variants of one model share the plain model's features."""
+    payload = {"model": model_identity(lm),
+               "weights": [e["key"] for e in lm.origin.get("lineage", []) if e.get("acts_on") == "weights"]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def representation_blocked(steps_log: list[dict[str, Any]]) -> str | None:
