@@ -89,14 +89,47 @@ def summary_table(records: list[RunRecord], digits: int = 2,
     return headers, rows
 
 
-def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False) -> str:
-    from tabulate import tabulate
+FORMATS = ("markdown", "csv", "latex", "html", "text", "scores", "long-csv")
+EXTENSIONS = {"csv": "csv", "markdown": "md", "latex": "tex", "html": "html"}
+
+
+def select_records(results_dir: str | Path, bias_type: str = "gender", models: list[str] | None = None) -> list[RunRecord]:
+    """Newest record per cell, of one bias type, optionally of some models only (in that order)."""
+    from harness.errors import HarnessError
 
     records = latest_records(load_records(Path(results_dir)))
     if not records:
-        return f"(no run records under {results_dir})"
-    if fmt == "csv":
+        raise HarnessError(f"no run records under {results_dir}", "run a grid first: gradiend-bench run CONFIG")
+    chosen = [r for r in records if r.bias_type == bias_type and (not models or r.model in models)]
+    if not chosen:
+        have = sorted({(r.model, r.bias_type) for r in records})
+        raise HarnessError(f"no records for bias type '{bias_type}'" + (f" and models {', '.join(models)}" if models else "")
+                           + f" under {results_dir}", "records exist for: " + ", ".join(f"{m} ({b})" for m, b in have))
+    return chosen
+
+
+def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False, *, bias_type: str = "gender",
+           models: list[str] | None = None, bias: tuple[str, ...] | None = None, order: list[str] | None = None) -> str:
+    """The leaderboard of the records under ``results_dir`` in one of :data:`FORMATS`."""
+    from tabulate import tabulate
+
+    from leaderboard import export, html
+    from leaderboard.ranking import DEFAULT_BIAS, build
+
+    records = select_records(results_dir, bias_type, models)
+    if fmt == "long-csv":
         return score_frame(records).to_csv(index=False)
     headers, rows = summary_table(records, all_metrics=all_metrics)
-    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
-                    disable_numparse=True)
+    per_model = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    if fmt == "scores":
+        return per_model + "\n"
+    board = build(records, bias=bias or DEFAULT_BIAS, order=order, models=models, bias_type=bias_type)
+    if fmt == "markdown":
+        return export.to_markdown(board, per_model)
+    if fmt == "csv":
+        return export.to_csv(board)
+    if fmt == "latex":
+        return export.to_latex(board)
+    if fmt == "html":
+        return html.to_html(board)
+    return export.to_text(board)

@@ -1,0 +1,193 @@
+"""Render a :class:`~leaderboard.ranking.Leaderboard` as Markdown, CSV, LaTeX (booktabs) or plain text.
+
+Every renderer is a pure function of the leaderboard: no timestamps, fixed float formatting, so identical
+records give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from leaderboard.ranking import NA, Leaderboard, Row
+
+DASH = "–"  # not applicable (the paper's dash)
+MINUS = "−"  # typographic minus for signed differences
+CHECK, CROSS = "✓", "✗"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One displayed column: ``kind`` is flag, rank, mean, delta or raw; ``key`` names the metric."""
+
+    kind: str
+    key: str
+    label: str
+
+
+def columns(board: Leaderboard) -> list[Column]:
+    cols = [Column("flag", "weight", "ΔW"), Column("flag", "post", "PP"), Column("mean", "mean", "Mean ↑")]
+    cols += [Column("rank", c.key, c.label) for c in board.bias_columns]
+    for c in board.quality_columns:
+        cols += [Column("delta", c.key, f"{c.label} (Δ)"), Column("raw", c.key, c.label)]
+    return cols
+
+
+def value(row: Row, col: Column) -> float | bool | str | None:
+    """The raw cell: a number, a flag, ``NA`` or ``None`` (not run)."""
+    if col.kind == "flag":
+        return row.weight if col.key == "weight" else row.post
+    if col.kind == "mean":
+        return row.mean
+    if col.kind == "rank":
+        return row.bias[col.key]
+    if col.kind == "raw":
+        return row.quality[col.key]
+    # delta: not applicable where the raw score is, and for the base model itself
+    raw = row.quality[col.key]
+    if raw == NA or row.variant == "base":
+        return NA
+    return row.delta[col.key]
+
+
+def fmt_number(x: float, digits: int = 2, signed: bool = False, minus: str = MINUS) -> str:
+    text = f"{x:.{digits}f}"
+    if float(text) == 0:
+        text = f"{0:.{digits}f}"  # no "-0.00"
+    if text.startswith("-"):
+        return minus + text[1:]
+    return ("+" + text) if signed else text
+
+
+def cell_text(cell, col: Column, arrows: bool = True) -> str:
+    if cell is None:
+        return ""
+    if cell == NA:
+        return DASH
+    if col.kind == "flag":
+        return CHECK if cell else CROSS
+    if col.kind == "delta":
+        text = fmt_number(cell, signed=True)
+        if arrows and float(f"{cell:.2f}") != 0:
+            text += " ↑" if cell > 0 else " ↓"
+        return text
+    return fmt_number(cell)
+
+
+def best_rows(board: Leaderboard, col: Column) -> set[str]:
+    """Variants holding the column's best displayed value (highest; ties all count)."""
+    if col.kind == "flag":
+        return set()
+    shown = {r.variant: fmt_number(v) for r in board.rows if isinstance(v := value(r, col), float)}
+    if not shown:
+        return set()
+    top = max(float(t.replace(MINUS, "-")) for t in shown.values())
+    return {v for v, t in shown.items() if float(t.replace(MINUS, "-")) == top}
+
+
+def notes(board: Leaderboard) -> str:
+    models = ", ".join(f"`{m}`" for m in board.models) or "(none)"
+    bias = " and ".join(c.label for c in board.bias_columns)
+    seeds = max(board.seeds.values(), default=1)
+    return (f"Bias type `{board.bias_type}`, {len(board.models)} model(s): {models}. {bias}: proportional ranks "
+            "(1 = least biased, 0 = most biased; per model, then averaged); Mean ↑ = mean over the bias columns. "
+            "LMS/GLUE/SuperGLUE: score averaged over the models where the variant has it; (Δ) = mean signed change "
+            "from the base model over those same models, so it can differ from the difference of the shown "
+            "averages when model sets differ. ΔW = changes weights, PP = post-processing; – = not applicable; "
+            "an empty cell = not run. "
+            + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1 else
+               "One seed per model."))
+
+
+def to_rows(board: Leaderboard, arrows: bool = True) -> tuple[list[str], list[list[str]]]:
+    cols = columns(board)
+    headers = ["Variant", *(c.label for c in cols)]
+    return headers, [[r.name, *(cell_text(value(r, c), c, arrows) for c in cols)] for r in board.rows]
+
+
+def to_markdown(board: Leaderboard, per_model: str | None = None) -> str:
+    from tabulate import tabulate
+
+    headers, rows = to_rows(board)
+    text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n\n" + notes(board) + "\n"
+    if per_model:
+        text += "\n### Scores per model\n\n" + per_model + "\n"
+    return text
+
+
+def to_text(board: Leaderboard) -> str:
+    from tabulate import tabulate
+
+    headers, rows = to_rows(board)
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+
+
+CSV_NA = "NA"  # pandas reads it as missing; an empty field means "not run"
+
+
+def to_csv(board: Leaderboard) -> str:
+    """Machine-readable: full-precision numbers (6 decimals), flags as 1/0, ``NA`` = not applicable."""
+    cols = columns(board)
+    names = ["variant", "name"] + [c.key if c.kind in ("flag", "mean", "rank", "raw") else f"{c.key}_delta"
+                                   for c in cols] + ["models"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for r in board.rows:
+        out = [r.variant, r.name]
+        for c in cols:
+            v = value(r, c)
+            out.append(CSV_NA if v == NA else "" if v is None else str(int(v)) if isinstance(v, bool)
+                       else f"{v:.6f}")
+        out.append(len({m for ms in r.models.values() for m in ms}))
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(board: Leaderboard) -> str:
+    """A booktabs ``tabular`` ready to ``\\input``; best value per column in bold."""
+    cols = columns(board)
+    n_bias = 1 + len(board.bias_columns)
+    n_quality = 2 * len(board.quality_columns)
+    labels = {"ΔW": r"$\Delta$W", "Mean ↑": r"Mean $\uparrow$"}
+    head = [labels.get(c.label, latex_escape(c.label).replace("(Δ)", r"($\Delta$)")) for c in cols]
+    best = {c: best_rows(board, c) for c in cols}
+    lines = [
+        "% Generated by `gradiend-bench leaderboard --format latex` from run records; do not edit by hand.",
+        r"% Needs \usepackage{booktabs} and \usepackage{amssymb} (for \checkmark).",
+        r"\begin{tabular}{lcc" + "r" * n_bias + "r" * n_quality + "}",
+        r"\toprule",
+        " & & & " + rf"\multicolumn{{{n_bias}}}{{c}}{{Prop. Rank Bias}}"
+        + (rf" & \multicolumn{{{n_quality}}}{{c}}{{Language Modeling}}" if n_quality else "") + r" \\",
+        rf"\cmidrule(lr){{4-{3 + n_bias}}}"
+        + (rf" \cmidrule(lr){{{4 + n_bias}-{3 + n_bias + n_quality}}}" if n_quality else ""),
+        "Variant & " + " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
+    for r in board.rows:
+        cells = [latex_escape(r.name)]
+        for c in cols:
+            v = value(r, c)
+            if v is None:
+                text = ""
+            elif v == NA:
+                text = "--"
+            elif c.kind == "flag":
+                text = r"\checkmark" if v else r"$\times$"
+            else:
+                text = fmt_number(v, signed=c.kind == "delta", minus="$-$")
+                if r.variant in best[c]:
+                    text = rf"\textbf{{{text}}}"
+            cells.append(text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

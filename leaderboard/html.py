@@ -1,0 +1,144 @@
+"""A single self-contained HTML page: sortable leaderboard table and bias-vs-LMS scatters with Pareto fronts.
+
+No external resources (inline CSS, JS and SVG). Clicking a header sorts by it (numbers: descending first,
+names: ascending first; a second click reverses; empty cells stay last). ``page.html#sort=KEY`` or
+``#sort=KEY-asc`` clicks the header on load, which makes sorted views linkable (and lets a headless
+browser test the sort).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from leaderboard.export import cell_text, columns, notes, value
+from leaderboard.ranking import NA, Leaderboard, pareto_front
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0}th,td{padding:.3em .6em;text-align:right;white-space:nowrap}
+th{cursor:pointer;user-select:none;border-bottom:2px solid #444}th:hover{background:#eef}
+td:first-child,th:first-child{text-align:left}tbody tr:nth-child(even){background:#f6f6f6}
+td.best{font-weight:bold}th[aria-sort=descending]::after{content:" ▼"}th[aria-sort=ascending]::after{content:" ▲"}
+.notes{color:#555;max-width:60em}.plots{display:flex;flex-wrap:wrap;gap:1.5em}
+svg text{font:11px system-ui,sans-serif}.front{fill:#c0392b}.dominated{fill:#7f8c8d}
+"""
+
+JS = """
+(function(){
+  var table=document.getElementById('board'), body=table.tBodies[0];
+  var heads=table.tHead.rows[0].cells;
+  function key(td,numeric){var v=td.getAttribute('data-v');
+    if(v===null||v===''){return null;} return numeric?parseFloat(v):v;}
+  function sortBy(th){
+    var idx=Array.prototype.indexOf.call(heads,th), numeric=th.getAttribute('data-type')==='num';
+    var current=th.getAttribute('aria-sort');
+    var dir=current?(current==='descending'?'ascending':'descending'):(numeric?'descending':'ascending');
+    var rows=Array.prototype.slice.call(body.rows);
+    rows.forEach(function(r,i){r._pos=i;});
+    rows.sort(function(a,b){
+      var x=key(a.cells[idx],numeric), y=key(b.cells[idx],numeric);
+      if(x===null||y===null){return (x===null)-(y===null)||a._pos-b._pos;}
+      var c=numeric?x-y:(x<y?-1:x>y?1:0); if(dir==='descending'){c=-c;}
+      return c||a._pos-b._pos;});
+    rows.forEach(function(r){body.appendChild(r);});
+    Array.prototype.forEach.call(heads,function(h){h.removeAttribute('aria-sort');});
+    th.setAttribute('aria-sort',dir);
+  }
+  Array.prototype.forEach.call(heads,function(th){th.addEventListener('click',function(){sortBy(th);});});
+  var m=/sort=([A-Za-z0-9_]+?)(-asc)?$/.exec(location.hash);
+  if(m){var th=document.getElementById('col-'+m[1]);
+    if(th){th.click(); if(m[2]&&th.getAttribute('aria-sort')!=='ascending'){th.click();}}}
+})();
+"""
+
+
+def _num(x: float) -> str:
+    return f"{x:.6f}"
+
+
+def scatter_svg(board: Leaderboard, model: str, width: int = 460, height: int = 320) -> str:
+    """|bias − ideal| (first bias column) against LMS for one model; the Pareto front in red."""
+    if not board.bias_columns or not board.quality_columns:
+        return ""
+    bias, lms = board.bias_columns[0], board.quality_columns[0]
+    names = {r.variant: r.name for r in board.rows}
+    points = [(v, bias.distance(board.scores[(model, v, bias.key)].value),
+               board.scores[(model, v, lms.key)].value * lms.scale)
+              for v in names if (model, v, bias.key) in board.scores and (model, v, lms.key) in board.scores]
+    if not points:
+        return ""
+    front = set(pareto_front(points))
+    left, right, top, bottom = 52, 16, 28, 40
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    pad_x, pad_y = (x1 - x0) * 0.08 or max(abs(x0) * 0.1, 0.5), (y1 - y0) * 0.08 or max(abs(y0) * 0.1, 0.5)
+    x0, x1, y0, y1 = max(0.0, x0 - pad_x), x1 + pad_x, y0 - pad_y, y1 + pad_y
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y: float) -> float:
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    label = f"|{bias.label} − {bias.ideal:g}|" if bias.ideal else f"|{bias.label}|"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(label)} vs {escape(lms.label)} for {escape(model)}">',
+             f'<text x="{width / 2:.1f}" y="16" text-anchor="middle">{escape(model)}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#444"/>']
+    for i in range(5):
+        tx, ty = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        parts.append(f'<text x="{px(tx):.1f}" y="{height - bottom + 14}" text-anchor="middle">{tx:.2f}</text>')
+        parts.append(f'<text x="{left - 4}" y="{py(ty) + 4:.1f}" text-anchor="end">{ty:.1f}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+                 f'bias {escape(label)} (lower is better)</text>')
+    parts.append(f'<text transform="translate(12 {(top + height - bottom) / 2:.1f}) rotate(-90)" '
+                 f'text-anchor="middle">{escape(lms.label)} (higher is better)</text>')
+    on_front = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
+    if len(on_front) > 1:
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for _, x, y in on_front)
+        parts.append(f'<polyline class="front-line" points="{path}" fill="none" stroke="#c0392b" '
+                     'stroke-dasharray="4 3"/>')
+    for v, x, y in points:
+        cls = "front" if v in front else "dominated"
+        parts.append(f'<circle class="{cls}" data-variant="{escape(v)}" cx="{px(x):.1f}" cy="{py(y):.1f}" r="5">'
+                     f'<title>{escape(names[v])}: bias {x:.2f}, {escape(lms.label)} {y:.2f}</title></circle>')
+        parts.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) - 6:.1f}">{escape(names[v])}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> str:
+    cols = columns(board)
+    from leaderboard.export import best_rows
+
+    best = {c: best_rows(board, c) for c in cols}
+    head = ['<th id="col-variant" data-type="text" scope="col">Variant</th>']
+    for c in cols:
+        key = c.key if c.kind != "delta" else f"{c.key}_delta"
+        dtype = "text" if c.kind == "flag" else "num"
+        head.append(f'<th id="col-{key}" data-type="{dtype}" scope="col">{escape(c.label)}</th>')
+    body = []
+    for r in board.rows:
+        tds = [f'<td data-v="{escape(r.name)}">{escape(r.name)}</td>']
+        for c in cols:
+            v = value(r, c)
+            sort_key = "" if v is None or v == NA else (("1" if v else "0") if c.kind == "flag" else _num(v))
+            cls = ' class="best"' if r.variant in best[c] else ""
+            tds.append(f'<td data-v="{sort_key}"{cls}>{escape(cell_text(v, c))}</td>')
+        body.append(f'<tr data-variant="{escape(r.variant)}">' + "".join(tds) + "</tr>")
+    plots = [svg for m in board.models if (svg := scatter_svg(board, m))]
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        '<table id="board"><thead><tr>' + "".join(head) + "</tr></thead><tbody>",
+        *body, "</tbody></table>",
+        f'<p class="notes">{escape(notes(board)).replace("`", "")} Click a column header to sort.</p>',
+        "<h2>Bias against language modelling, per model</h2>",
+        '<p class="notes">Red points lie on the Pareto front: no other variant is both less biased and better '
+        "at language modelling.</p>",
+        '<div class="plots">', *plots, "</div>",
+        f"<script>{JS}</script>", "</body></html>", ""])

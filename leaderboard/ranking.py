@@ -1,0 +1,260 @@
+"""The GRADIEND paper's leaderboard: proportional bias ranks and language-modelling columns from run records.
+
+Proportional rank, per base model m and bias metric k: the n variants with a score for (m, k) (the base
+model included) are sorted from worst to best by their distance from the metric's ideal value,
+``d = |score − ideal|`` (SS and CrowS: ideal 50; SEAT mean |effect size|: ideal 0), with a *stable* sort
+over the configured variant order (ties are not averaged: the earlier-configured variant ranks lower).
+The variant at 0-based position i gets
+
+    r_{m,k} = i / (n − 1)        (r = 0.5 when n = 1),
+
+so 1 is the least biased and 0 the most biased. Column k shows mean_m r_{m,k} over the models where the
+variant was ranked; **Mean** is the mean over the bias columns the variant has; rows are sorted by Mean,
+descending (stably, so ties keep the configured order).
+
+Language-modelling columns (LMS, GLUE, SuperGLUE) show the raw score averaged over the models where the
+variant has it, and Δ = mean_m (score_{v,m} − score_{base,m}) over the models where both have it. The two
+averages can cover different model sets, so Δ is *not* always the difference of the shown averages.
+
+Scores of several seeds are averaged per (model, variant, metric) before anything else.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from statistics import mean
+from typing import Iterable, Sequence
+
+from harness.records import STATUS_NOT_APPLICABLE, RunRecord
+from harness.variants import BASE
+
+NA = "na"  # the metric does not apply to this variant (record status "not_applicable")
+
+
+@dataclass(frozen=True)
+class BiasColumn:
+    """A bias metric ranked by its distance from ``ideal`` (smaller distance = less biased)."""
+
+    key: str
+    label: str
+    benchmark: str
+    metric: str
+    ideal: float
+
+    def distance(self, value: float) -> float:
+        return abs(value - self.ideal)
+
+
+@dataclass(frozen=True)
+class QualityColumn:
+    """A language-modelling metric shown as a raw average with its signed change from the base model."""
+
+    key: str
+    label: str
+    benchmark: str
+    metric: str
+    scale: float = 1.0  # multiply record values by this for display (records already hold ×100 scores)
+
+
+BIAS_COLUMNS: dict[str, BiasColumn] = {
+    "ss": BiasColumn("ss", "SS", "stereoset", "ss", 50.0),
+    "seat": BiasColumn("seat", "SEAT", "seat", "effect_size_mean_abs", 0.0),
+    "crows": BiasColumn("crows", "CrowS", "crows", "score", 50.0),
+}
+QUALITY_COLUMNS: dict[str, QualityColumn] = {
+    "lms": QualityColumn("lms", "LMS", "stereoset", "lms"),
+    "glue": QualityColumn("glue", "GLUE", "glue", "score"),
+    "superglue": QualityColumn("superglue", "SuperGLUE", "superglue", "score"),
+}
+DEFAULT_BIAS = ("ss", "seat")
+DEFAULT_QUALITY = ("lms", "glue", "superglue")
+
+DISPLAY_NAMES = {
+    "base": "Base Model", "gradiend": "GRADIEND", "cda": "CDA", "dropout": "Dropout", "inlp": "INLP",
+    "sentdebias": "SentDebias", "selfdebias": "SelfDebias", "leace": "LEACE", "rlace": "RLACE",
+}
+
+
+def display_name(variant: str) -> str:
+    """'gradiend+inlp' → 'GRADIEND + INLP'; unknown parts keep their spelling."""
+    if variant in DISPLAY_NAMES:
+        return DISPLAY_NAMES[variant]
+    return " + ".join(DISPLAY_NAMES.get(part.strip(), part.strip()) for part in variant.split("+"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A seed-averaged score of one (model, variant, benchmark, metric)."""
+
+    value: float
+    low: float | None
+    high: float | None
+    seeds: int
+
+
+def aggregate(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str], Cell | str]:
+    """(model, variant, benchmark, metric) → seed-mean :class:`Cell`, or ``NA`` for a not-applicable run.
+
+    A not-applicable record marks the whole benchmark as ``NA`` under the key metric ``"*"``.
+    """
+    values: dict[tuple, list] = defaultdict(list)
+    out: dict[tuple, Cell | str] = {}
+    for rec in records:
+        if rec.status == STATUS_NOT_APPLICABLE:
+            out[(rec.model, rec.variant, rec.benchmark, "*")] = NA
+            continue
+        for metric, score in rec.scores.items():
+            values[(rec.model, rec.variant, rec.benchmark, metric)].append(score)
+    for key, scores in values.items():
+        lows = [s.low for s in scores if s.low is not None]
+        highs = [s.high for s in scores if s.high is not None]
+        full = len(lows) == len(highs) == len(scores)
+        out[key] = Cell(mean(s.value for s in scores), mean(lows) if full else None, mean(highs) if full else None,
+                        len(scores))
+    return out
+
+
+def lookup(cells: dict, model: str, variant: str, benchmark: str, metric: str) -> Cell | str | None:
+    found = cells.get((model, variant, benchmark, metric))
+    if found is None and cells.get((model, variant, benchmark, "*")) == NA:
+        return NA
+    return found
+
+
+def proportional_ranks(distances: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Variant → i/(n−1) after a stable sort from the largest distance (worst) to the smallest (best).
+
+    ``distances`` must be in the configured variant order; a single variant gets 0.5.
+    """
+    n = len(distances)
+    if n == 0:
+        return {}
+    if n == 1:
+        return {distances[0][0]: 0.5}
+    order = sorted(range(n), key=lambda i: -distances[i][1])  # stable: ties keep configured order
+    return {distances[i][0]: pos / (n - 1) for pos, i in enumerate(order)}
+
+
+@dataclass
+class Row:
+    variant: str
+    name: str
+    weight: bool  # ΔW: some step changes weights
+    post: bool  # PP: some step post-processes
+    mean: float | None
+    bias: dict[str, float | str | None]  # column key → mean rank, NA, or None (never scored)
+    quality: dict[str, float | str | None]  # column key → averaged raw score (scaled), NA or None
+    delta: dict[str, float | None]  # column key → signed mean difference from base over shared models
+    models: dict[str, list[str]] = field(default_factory=dict)  # column key → models that entered the value
+
+
+@dataclass
+class Leaderboard:
+    bias_columns: list[BiasColumn]
+    quality_columns: list[QualityColumn]
+    rows: list[Row]
+    models: list[str]
+    bias_type: str
+    # (model, column key) → {variant: rank}; the per-model detail behind the averaged columns
+    per_model_ranks: dict[tuple[str, str], dict[str, float]]
+    seeds: dict[str, int]  # variant → largest number of seeds averaged in any cell
+    # (model, variant, column key) → seed-averaged cell of every bias and quality column (quality unscaled)
+    scores: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
+
+
+def variant_order(variants: Iterable[str], configured: Sequence[str] | None = None) -> list[str]:
+    """Configured order first (those present), then ``base``, then the rest alphabetically."""
+    present = list(dict.fromkeys(variants))
+    order = [v for v in (configured or []) if v in present]
+    rest = sorted(v for v in present if v not in order)
+    if BASE in rest:
+        rest.remove(BASE)
+        rest.insert(0, BASE)
+    return order + rest
+
+
+def method_kinds(variant: str, records: Sequence[RunRecord]) -> tuple[bool, bool]:
+    """(ΔW, PP) from the records' variant steps; the registry's method kinds where no record logs steps."""
+    if variant == BASE:
+        return False, False
+    kinds = {step.get("kind") for rec in records if rec.variant == variant for step in rec.variant_steps}
+    if not kinds:
+        from harness.errors import HarnessError
+        from harness.registry import get_method
+
+        for part in variant.split("+"):
+            try:
+                kinds.add(get_method(part.strip()).kind)
+            except HarnessError:  # a method not installed here: leave its marks unknown (✗)
+                pass
+    return "weight" in kinds, "post" in kinds
+
+
+def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
+          quality: Sequence[str] = DEFAULT_QUALITY, order: Sequence[str] | None = None,
+          models: Sequence[str] | None = None, bias_type: str = "gender") -> Leaderboard:
+    """The leaderboard of ``records`` (already reduced to the newest record per cell)."""
+    from harness.errors import HarnessError
+
+    for key in bias:
+        if key not in BIAS_COLUMNS:
+            raise HarnessError(f"unknown bias column '{key}'", f"choose from: {', '.join(BIAS_COLUMNS)}")
+    for key in quality:
+        if key not in QUALITY_COLUMNS:
+            raise HarnessError(f"unknown quality column '{key}'", f"choose from: {', '.join(QUALITY_COLUMNS)}")
+    records = [r for r in records if r.bias_type == bias_type and (not models or r.model in models)]
+    model_list = [m for m in (models or sorted({r.model for r in records})) if any(r.model == m for r in records)]
+    variants = variant_order((r.variant for r in records), order)
+    cells = aggregate(records)
+    bias_cols = [BIAS_COLUMNS[k] for k in bias]
+    quality_cols = [QUALITY_COLUMNS[k] for k in quality]
+
+    per_model: dict[tuple[str, str], dict[str, float]] = {}
+    for col in bias_cols:
+        for model in model_list:
+            scored = [(v, col.distance(c.value)) for v in variants
+                      if isinstance(c := lookup(cells, model, v, col.benchmark, col.metric), Cell)]
+            per_model[(model, col.key)] = proportional_ranks(scored)
+
+    rows = []
+    for variant in variants:
+        row = Row(variant, display_name(variant), *method_kinds(variant, records), None, {}, {}, {}, {})
+        for col in bias_cols:
+            ranked = [(m, per_model[(m, col.key)][variant]) for m in model_list if variant in per_model[(m, col.key)]]
+            states = [lookup(cells, m, variant, col.benchmark, col.metric) for m in model_list]
+            row.bias[col.key] = mean(r for _, r in ranked) if ranked else (NA if NA in states else None)
+            row.models[col.key] = [m for m, _ in ranked]
+        ranks = [v for v in row.bias.values() if isinstance(v, float)]
+        row.mean = mean(ranks) if ranks else None
+        for col in quality_cols:
+            own = {m: c.value * col.scale for m in model_list
+                   if isinstance(c := lookup(cells, m, variant, col.benchmark, col.metric), Cell)}
+            states = [lookup(cells, m, variant, col.benchmark, col.metric) for m in model_list]
+            row.quality[col.key] = mean(own.values()) if own else (NA if NA in states else None)
+            row.models[col.key] = list(own)
+            base = {m: c.value * col.scale for m in own
+                    if isinstance(c := lookup(cells, m, BASE, col.benchmark, col.metric), Cell)}
+            row.delta[col.key] = mean(own[m] - base[m] for m in base) if base and variant != BASE else None
+        rows.append(row)
+    rows.sort(key=lambda r: -r.mean if r.mean is not None else float("inf"))  # stable
+    seeds = {}
+    for (model, variant, _, _), cell in cells.items():
+        if isinstance(cell, Cell):
+            seeds[variant] = max(seeds.get(variant, 0), cell.seeds)
+    scores = {(m, v, col.key): c for col in [*bias_cols, *quality_cols] for m in model_list for v in variants
+              if isinstance(c := lookup(cells, m, v, col.benchmark, col.metric), Cell)}
+    return Leaderboard(bias_cols, quality_cols, rows, model_list, bias_type, per_model, seeds, scores)
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Names of the points no other point dominates, for *lower x* (bias) and *higher y* (LMS) being better.
+
+    A point dominates another when it is at least as good in both and strictly better in one.
+    """
+    front = []
+    for name, x, y in points:
+        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for _, x2, y2 in points)
+        if not dominated:
+            front.append(name)
+    return front
