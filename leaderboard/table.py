@@ -119,6 +119,12 @@ def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = F
     records = select_records(results_dir, bias_type, models)
     if fmt == "long-csv":
         return score_frame(records).to_csv(index=False)
+    from leaderboard.ranking import variant_order
+
+    variants = variant_order((r.variant for r in records), order)
+    model_rank = {m: i for i, m in enumerate(models or sorted({r.model for r in records}))}
+    records = sorted(records, key=lambda r: (model_rank.get(r.model, len(model_rank)), r.model,
+                                             variants.index(r.variant)))  # stable: benchmarks keep file order
     headers, rows = summary_table(records, all_metrics=all_metrics)
     per_model = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     if fmt == "scores":
