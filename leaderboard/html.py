@@ -1,7 +1,7 @@
 """A single self-contained HTML page: sortable leaderboard table and bias-vs-LMS scatters with Pareto fronts.
 
 No external resources (inline CSS, JS and SVG). Clicking a header sorts by it (numbers: descending first,
-names: ascending first; a second click reverses; empty cells stay last). ``page.html#sort=KEY`` or
+names: ascending first, case-insensitive; a second click reverses; empty cells stay last). ``page.html#sort=KEY`` or
 ``#sort=KEY-asc`` clicks the header on load, which makes sorted views linkable (and lets a headless
 browser test the sort).
 """
@@ -38,7 +38,7 @@ JS = """
     rows.sort(function(a,b){
       var x=key(a.cells[idx],numeric), y=key(b.cells[idx],numeric);
       if(x===null||y===null){return (x===null)-(y===null)||a._pos-b._pos;}
-      var c=numeric?x-y:(x<y?-1:x>y?1:0); if(dir==='descending'){c=-c;}
+      var c=numeric?x-y:x.localeCompare(y,'en',{sensitivity:'base'}); if(dir==='descending'){c=-c;}
       return c||a._pos-b._pos;});
     rows.forEach(function(r){body.appendChild(r);});
     Array.prototype.forEach.call(heads,function(h){h.removeAttribute('aria-sort');});
@@ -68,7 +68,7 @@ def scatter_svg(board: Leaderboard, model: str, width: int = 460, height: int = 
     if not points:
         return ""
     front = set(pareto_front(points))
-    left, right, top, bottom = 52, 16, 28, 40
+    left, right, top, bottom = 52, 84, 28, 40  # right: room for point labels
     xs, ys = [p[1] for p in points], [p[2] for p in points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)

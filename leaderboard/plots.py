@@ -85,9 +85,13 @@ def bars(board: Leaderboard, key: str, path: Path) -> bool:
                 continue
             xs.append(i + (j - (len(board.models) - 1) / 2) * width)
             ys.append(cell.value * scale)
-            lo.append((cell.value - cell.low) * scale if cell.low is not None else 0.0)
-            hi.append((cell.high - cell.value) * scale if cell.high is not None else 0.0)
-        ax.bar(xs, ys, width=width, yerr=np.array([lo, hi]), capsize=3, label=model)
+            lo.append((cell.value - cell.low) * scale if cell.low is not None else np.nan)
+            hi.append((cell.high - cell.value) * scale if cell.high is not None else np.nan)
+        ax.bar(xs, ys, width=width, label=model)
+        has_ci = ~np.isnan(lo)  # whiskers only where the record has a CI
+        if has_ci.any():
+            ax.errorbar(np.array(xs)[has_ci], np.array(ys)[has_ci],
+                        yerr=np.array([lo, hi])[:, has_ci], fmt="none", ecolor="black", capsize=3)
     ideal = getattr(col, "ideal", None)
     if ideal is not None:
         ax.axhline(ideal, color="black", lw=0.8, ls=":", label=f"unbiased ({ideal:g})")
