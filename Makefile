@@ -18,7 +18,7 @@ ifneq ($(wildcard ../shared/data/MANIFEST.tsv),)
 export GRADIEND_BENCH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo test bench perf results clean
+.PHONY: install demo test bench perf results tables check baseline clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -52,7 +52,22 @@ perf: install
 results: install
 	$(BIN)/gradiend-bench run configs/demo.yaml --results results/runs
 	$(BIN)/gradiend-bench run configs/full.yaml --results results/runs
-	$(BIN)/gradiend-bench leaderboard --results results/runs -o results/leaderboard.md
+	$(MAKE) tables
+
+# Regenerate every committed table and figure from results/runs (no model runs):
+# results/tables/leaderboard.{csv,md,tex,html} and results/tables/figures/*.png.
+tables: install
+	$(BIN)/gradiend-bench leaderboard --results results/runs --config configs/full.yaml \
+		--output-dir results/tables --plots results/tables/figures
+
+# Regression check of results/runs against the committed demo-grid baseline (CI runs it); `make baseline`
+# rewrites the baseline after an intended change of the numbers.
+check: install
+	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs
+
+baseline: install
+	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs \
+		--config configs/demo.yaml --update
 
 clean:
 	rm -rf $(VENV) build *.egg-info
