@@ -1,0 +1,141 @@
+"""Encoding GLUE-style inputs: pair tokenisation, pooled features and their on-disk cache.
+
+**Pairs** are encoded the way the tokenizer's pair template does (BERT: ``[CLS] a [SEP] b [SEP]`` with
+segment ids 0/1). A tokenizer without a pair template (GPT-2, Llama/SmolLM2: ``tok(a, b)`` is just the
+concatenation) gets its end-of-sequence token between the two texts: ``a <eos> b``. Both are truncated
+``longest_first`` to ``max_length`` tokens, so a long passage is cut before a short question.
+
+**Pooled features** are the attention-masked mean of the final hidden state (hooks applied),
+:math:`\\bar h = \\sum_t m_t h_t / \\sum_t m_t`. When every hidden hook of the model is affine
+(:class:`harness.hooks.AffineHook`), :math:`\\overline{A h + c} = A \\bar h + c`, so the features of the
+plain model are computed once, cached on disk under ``<cache>/features/<weights identity>/<key>.pt`` —
+the key hashes the weights' identity, the encoder settings and every input text — and each
+post-processing variant of the same weights applies its hook to the cache. Any other hook is applied
+during encoding (nothing cached, since a hook's identity is not known).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from harness.atomic import write_bytes_atomic
+from harness.hooks import linear_hooks
+from harness.models.interface import LanguageModel
+from harness.progress import progress as progress_bar
+from harness.variants import weights_identity
+
+ENCODER_VERSION = 1  # bump when the input construction or pooling changes
+PRECISIONS = ("float32", "bfloat16")
+
+
+def has_pair_template(tokenizer) -> bool:
+    """True when ``tokenizer(a, b)`` adds special tokens beyond those of a single text (BERT, RoBERTa)."""
+    pair = len(tokenizer("a", "b")["input_ids"])
+    single = len(tokenizer("a")["input_ids"]) + len(tokenizer("b", add_special_tokens=False)["input_ids"])
+    return pair > single
+
+
+def pair_batch(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None,
+               max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded model inputs for single texts (``second`` None) or pairs, on the model's device."""
+    tok = lm.tokenizer
+    if second is None or all(s is None for s in second):
+        enc = tok(list(first), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    else:
+        if any(s is None for s in second):
+            raise ValueError("a batch mixes single texts and pairs")
+        if not has_pair_template(tok):
+            sep = tok.eos_token or tok.sep_token
+            second = [f"{sep}{s}" for s in second]  # the separator is parsed as its special token id
+        enc = tok(list(first), list(second), truncation="longest_first", max_length=max_length, padding=True,
+                  return_tensors="pt")
+    keep = ["input_ids", "attention_mask"]
+    if "token_type_ids" in enc and getattr(lm.model.config, "type_vocab_size", 0) > 1:
+        keep.append("token_type_ids")
+    return {k: enc[k].to(lm.device) for k in keep}
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def autocast(lm: LanguageModel, precision: str):
+    return torch.autocast(device_type=lm.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+@torch.no_grad()
+def encode(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None, *, max_length: int = 128,
+           batch_size: int = 64, precision: str = "float32", progress: bool = False) -> torch.Tensor:
+    """Pooled final hidden states [N, H] (float32, CPU, hooks active), longest inputs first so each
+    batch pads to a similar length; rows come back in input order."""
+    second = list(second) if second is not None else [None] * len(first)
+    order = sorted(range(len(first)), key=lambda i: -(len(first[i]) + len(second[i] or "")))
+    out = torch.empty(len(first), lm.hidden_size, dtype=torch.float32)
+    was_training = lm.model.training
+    lm.model.eval()
+    try:
+        for start in progress_bar(range(0, len(order), batch_size), progress, "encoding"):
+            idx = order[start:start + batch_size]
+            batch = pair_batch(lm, [first[i] for i in idx], [second[i] for i in idx], max_length)
+            with autocast(lm, precision):
+                hidden = lm.backbone(**batch).last_hidden_state
+            out[idx] = mean_pool(hidden.float(), batch["attention_mask"]).cpu()
+    finally:
+        lm.model.train(was_training)
+    return out
+
+
+def cache_key(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None, *,
+              max_length: int, precision: str) -> str:
+    digest = hashlib.sha256(json.dumps({"weights": weights_identity(lm), "max_length": max_length,
+                                        "precision": precision, "encoder": ENCODER_VERSION,
+                                        "pooling": "mean", "n": len(first)}, sort_keys=True).encode())
+    for i, text in enumerate(first):
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
+        other = None if second is None else second[i]
+        digest.update(b"\x01" if other is None else other.encode("utf-8", "surrogatepass") + b"\x00")
+    return digest.hexdigest()[:24]
+
+
+def features(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None, *,
+             cache_dir: Path | None, max_length: int = 128, batch_size: int = 64, precision: str = "float32",
+             progress: bool = False) -> tuple[torch.Tensor, str]:
+    """Pooled features with the model's hooks applied, and how they were obtained
+    (``"cached"``/``"encoded"`` plain features + affine hook, or ``"encoded-with-hooks"``)."""
+    hooks = list(lm.hooks)
+    combined = linear_hooks(hooks) if hooks else None
+    settings = dict(max_length=max_length, batch_size=batch_size, precision=precision, progress=progress)
+    if hooks and combined is None:
+        return encode(lm, first, second, **settings), "encoded-with-hooks"
+    path = None
+    if cache_dir is not None:
+        key = cache_key(lm, first, second, max_length=max_length, precision=precision)
+        path = Path(cache_dir) / "features" / weights_identity(lm) / f"{key}.pt"
+    plain, how = None, "encoded"
+    if path is not None and path.is_file():
+        try:
+            plain = torch.load(path, weights_only=True)
+            if plain.shape != (len(first), lm.hidden_size):
+                plain = None
+            else:
+                how = "cached"
+        except Exception:  # a corrupt cache entry is recomputed, never used
+            plain = None
+    if plain is None:
+        lm.hooks.clear()  # the plain model's features; the hook is applied below, exactly
+        try:
+            plain = encode(lm, first, second, **settings)
+        finally:
+            lm.hooks.extend(hooks)
+        if path is not None:
+            buffer = io.BytesIO()
+            torch.save(plain, buffer)
+            write_bytes_atomic(path, buffer.getvalue())
+    return (plain if combined is None else combined.apply_to_features(plain)), how
