@@ -55,10 +55,10 @@ results: install
 	$(MAKE) tables
 
 # Regenerate every committed table and figure from results/runs (no model runs):
-# results/tables/leaderboard.{csv,md,tex,html} and results/tables/figures/*.png.
+# results/tables/leaderboard.{csv,md,tex,html}, results/tables/figures/*.png and the README's leaderboard.
 tables: install
 	$(BIN)/gradiend-bench leaderboard --results results/runs --config configs/full.yaml \
-		--output-dir results/tables --plots results/tables/figures
+		--output-dir results/tables --plots results/tables/figures --readme README.md
 
 # Regression check of results/runs against the committed demo-grid baseline (CI runs it); `make baseline`
 # rewrites the baseline after an intended change of the numbers.

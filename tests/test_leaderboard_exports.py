@@ -113,3 +113,19 @@ def test_cli_filters_and_errors(results, capsys):
     assert main(["leaderboard", "--results", str(results / "nothing")]) == 2
     assert main(["leaderboard", "--results", str(results), "--format", "html", "-o", str(results / "x.html")]) == 0
     assert math.isfinite(len((results / "x.html").read_text()))
+
+
+def test_readme_markers_are_replaced_and_nothing_else(results, tmp_path, capsys):
+    from leaderboard.cli import README_END, README_START
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n")
+    assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith(f"# x\n\nbefore\n{README_START}\n| Variant") and text.endswith(f"{README_END}\nafter\n")
+    assert "old table" not in text and "### Scores per model" in text
+    assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text
+    readme.write_text("no markers\n")
+    assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 2
+    assert "lacks one pair of leaderboard markers" in capsys.readouterr().err
