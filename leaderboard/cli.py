@@ -33,13 +33,15 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results/runs", help="records folder (default results/runs)")
     parser.add_argument("--bias-type", default="gender", help="records of this bias type (default gender)")
     parser.add_argument("--models", nargs="+", metavar="MODEL", help="only these models (in this order)")
+    parser.add_argument("--protocol", help="only records of grids run with this protocol (cpu, full, ...)")
 
 
 def cmd_leaderboard(args) -> int:
     from leaderboard.table import EXTENSIONS, render
 
     bias = tuple(_csv_list(args.bias) or ())
-    options = dict(bias_type=args.bias_type, models=args.models, bias=bias or None, order=_variant_order(args))
+    options = dict(bias_type=args.bias_type, models=args.models, bias=bias or None, order=_variant_order(args),
+                   protocol=args.protocol)
     if args.output_dir:
         for fmt, ext in EXTENSIONS.items():
             _write(Path(args.output_dir) / f"leaderboard.{ext}", render(args.results, fmt, args.all_metrics, **options))
@@ -83,7 +85,7 @@ def cmd_plot(args) -> int:
     from leaderboard.ranking import DEFAULT_BIAS, build
     from leaderboard.table import select_records
 
-    records = select_records(args.results, args.bias_type, args.models)
+    records = select_records(args.results, args.bias_type, args.models, args.protocol)
     board = build(records, bias=tuple(_csv_list(args.bias) or DEFAULT_BIAS), order=_variant_order(args),
                   models=args.models, bias_type=args.bias_type)
     written = write_plots(board, Path(args.output))
@@ -130,7 +132,10 @@ def cmd_compare(args) -> int:
     from leaderboard.compare import compare, table, to_json
     from leaderboard.table import latest_records
 
-    records = [r for r in latest_records(load_records(Path(args.results))) if r.bias_type == args.bias_type]
+    from leaderboard.table import requested_protocol
+
+    records = latest_records([r for r in load_records(Path(args.results)) if r.bias_type == args.bias_type
+                              and (args.protocol is None or requested_protocol(r) == args.protocol)])
     rows = compare(records, args.a, args.b, args.metric, models=args.models, results_dir=Path(args.results),
                    resamples=args.resamples, seed=args.seed)
     print(to_json(rows) if args.json else table(rows, args.a, args.b))

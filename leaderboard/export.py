@@ -90,14 +90,16 @@ def notes(board: Leaderboard) -> str:
     models = ", ".join(f"`{m}`" for m in board.models) or "(none)"
     bias = " and ".join(c.label for c in board.bias_columns)
     seeds = max(board.seeds.values(), default=1)
+    protocols = ("Protocol: " + next(iter(board.protocols)) + ". " if len(board.protocols) == 1 else
+                 "Protocols: " + "; ".join(f"{p} ({', '.join(b)})" for p, b in board.protocols.items()) + ". ")
     return (f"Bias type `{board.bias_type}`, {len(board.models)} model(s): {models}. {bias}: proportional ranks "
             "(1 = least biased, 0 = most biased; per model, then averaged); Mean ↑ = mean over the bias columns. "
             "LMS/GLUE/SuperGLUE: score averaged over the models where the variant has it; (Δ) = mean signed change "
             "from the base model over those same models, so it can differ from the difference of the shown "
             "averages when model sets differ. ΔW = changes weights, PP = post-processing; – = not applicable; "
             "an empty cell = not run. "
-            + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1 else
-               "One seed per model."))
+            + protocols + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1
+                           else "One seed per model."))
 
 
 def to_rows(board: Leaderboard, arrows: bool = True) -> tuple[list[str], list[list[str]]]:

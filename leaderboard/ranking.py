@@ -161,6 +161,7 @@ class Leaderboard:
     seeds: dict[str, int]  # variant → largest number of seeds averaged in any cell
     # (model, variant, column key) → seed-averaged cell of every bias and quality column (quality unscaled)
     scores: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
+    protocols: dict[str, list[str]] = field(default_factory=dict)  # recorded protocol → benchmarks
 
 
 def variant_order(variants: Iterable[str], configured: Sequence[str] | None = None) -> list[str]:
@@ -244,7 +245,11 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
             seeds[variant] = max(seeds.get(variant, 0), cell.seeds)
     scores = {(m, v, col.key): c for col in [*bias_cols, *quality_cols] for m in model_list for v in variants
               if isinstance(c := lookup(cells, m, v, col.benchmark, col.metric), Cell)}
-    return Leaderboard(bias_cols, quality_cols, rows, model_list, bias_type, per_model, seeds, scores)
+    protocols: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        protocols[rec.protocol].add(rec.benchmark)
+    return Leaderboard(bias_cols, quality_cols, rows, model_list, bias_type, per_model, seeds, scores,
+                       {p: sorted(b) for p, b in sorted(protocols.items())})
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:

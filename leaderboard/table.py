@@ -93,30 +93,39 @@ FORMATS = ("markdown", "csv", "latex", "html", "text", "scores", "long-csv")
 EXTENSIONS = {"csv": "csv", "markdown": "md", "latex": "tex", "html": "html"}
 
 
-def select_records(results_dir: str | Path, bias_type: str = "gender", models: list[str] | None = None) -> list[RunRecord]:
-    """Newest record per cell, of one bias type, optionally of some models only (in that order)."""
+def requested_protocol(rec: RunRecord) -> str:
+    """The protocol the grid asked for (a benchmark may record the one it actually ran, e.g. a GLUE probe)."""
+    return str(rec.config.get("protocol", rec.protocol))
+
+
+def select_records(results_dir: str | Path, bias_type: str = "gender", models: list[str] | None = None,
+                   protocol: str | None = None) -> list[RunRecord]:
+    """Newest record per cell among those of one bias type (and requested protocol, and models, when given)."""
     from harness.errors import HarnessError
 
-    records = latest_records(load_records(Path(results_dir)))
+    records = load_records(Path(results_dir))
     if not records:
         raise HarnessError(f"no run records under {results_dir}", "run a grid first: gradiend-bench run CONFIG")
-    chosen = [r for r in records if r.bias_type == bias_type and (not models or r.model in models)]
+    chosen = [r for r in records if r.bias_type == bias_type and (not models or r.model in models)
+              and (protocol is None or requested_protocol(r) == protocol)]
     if not chosen:
-        have = sorted({(r.model, r.bias_type) for r in records})
-        raise HarnessError(f"no records for bias type '{bias_type}'" + (f" and models {', '.join(models)}" if models else "")
-                           + f" under {results_dir}", "records exist for: " + ", ".join(f"{m} ({b})" for m, b in have))
-    return chosen
+        have = sorted({(r.model, r.bias_type, requested_protocol(r)) for r in records})
+        raise HarnessError(f"no records for bias type '{bias_type}'" + (f", protocol '{protocol}'" if protocol else "")
+                           + (f" and models {', '.join(models)}" if models else "") + f" under {results_dir}",
+                           "records exist for: " + ", ".join(f"{m} ({b}, {p})" for m, b, p in have))
+    return latest_records(chosen)
 
 
 def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False, *, bias_type: str = "gender",
-           models: list[str] | None = None, bias: tuple[str, ...] | None = None, order: list[str] | None = None) -> str:
+           models: list[str] | None = None, bias: tuple[str, ...] | None = None, order: list[str] | None = None,
+           protocol: str | None = None) -> str:
     """The leaderboard of the records under ``results_dir`` in one of :data:`FORMATS`."""
     from tabulate import tabulate
 
     from leaderboard import export, html
     from leaderboard.ranking import DEFAULT_BIAS, build
 
-    records = select_records(results_dir, bias_type, models)
+    records = select_records(results_dir, bias_type, models, protocol)
     if fmt == "long-csv":
         return score_frame(records).to_csv(index=False)
     from leaderboard.ranking import variant_order

@@ -129,3 +129,18 @@ def test_readme_markers_are_replaced_and_nothing_else(results, tmp_path, capsys)
     readme.write_text("no markers\n")
     assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 2
     assert "lacks one pair of leaderboard markers" in capsys.readouterr().err
+
+
+def test_protocol_filter_picks_records_before_the_newest_per_cell(tmp_path, capsys):
+    from leaderboard_records import make_record, write
+
+    old = make_record("m", "base", "stereoset", {"ss": 60.0, "lms": 80.0})
+    new = make_record("m", "base", "stereoset", {"ss": 52.0, "lms": 90.0}, seed=0)
+    new.protocol, new.config_hash, new.started_at = "full", "f" * 64, "2026-02-01T00:00:00+00:00"
+    write(tmp_path, old), write(tmp_path, new)
+    assert main(["leaderboard", "--results", str(tmp_path), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(",90.000000,NA,,NA,,1")  # newest record: full
+    assert main(["leaderboard", "--results", str(tmp_path), "--format", "csv", "--protocol", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(",80.000000,NA,,NA,,1")
+    assert main(["leaderboard", "--results", str(tmp_path), "--protocol", "cpu"]) == 0
+    assert "Protocol: cpu." in capsys.readouterr().out
