@@ -144,3 +144,18 @@ def test_protocol_filter_picks_records_before_the_newest_per_cell(tmp_path, caps
     assert capsys.readouterr().out.splitlines()[1].endswith(",80.000000,NA,,NA,,1")
     assert main(["leaderboard", "--results", str(tmp_path), "--protocol", "cpu"]) == 0
     assert "Protocol: cpu." in capsys.readouterr().out
+
+
+def test_latex_compiles_when_pdflatex_is_here(results, tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("pdflatex"):
+        pytest.skip("pdflatex absent (Debian: apt-get install texlive-latex-recommended); the shape test still runs")
+    (tmp_path / "table.tex").write_text(render(results, "latex", order=ORDER))
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs,amssymb,graphicx}\n"
+                                      "\\begin{document}\n\\resizebox{\\textwidth}{!}{\\input{table.tex}}\n"
+                                      "\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and (tmp_path / "doc.pdf").stat().st_size > 1000, proc.stdout[-2000:]
