@@ -1,0 +1,95 @@
+"""Method adapters ``gradiend`` (debias, BPI), ``gradiend-fpi`` and ``gradiend-mpi`` (strengthen a class).
+
+All three share one trained GRADIEND per (model lineage, training options, seed, protocol, bias type):
+it is cached under ``<cache>/methods/gradiend-shared/<key>`` (see :mod:`methods.gradiend.workflow`),
+so a grid with the three variants trains once. Each variant then rewrites a copy of the model with its
+selected update W + α·dec(h*) and records the selection in ``ctx.step_cache``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.api import RunContext, WeightChangingMethod
+from harness.atomic import write_json_atomic
+from harness.errors import HarnessError
+from harness.models.interface import LanguageModel
+from harness.registry import register_method
+from harness.variants import model_identity
+from methods.gradiend.rewrite import rewrite
+from methods.gradiend.workflow import Settings, fit
+
+TRAINING_OPTIONS = ("include", "exclude", "pre_prune", "post_prune", "seeds", "lr", "max_steps", "bf16", "pair",
+                    "source", "target")
+VERSION = 1
+
+
+def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
+    payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "settings": settings.__dict__,
+               "version": VERSION}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    root = Path(ctx.cache_dir) if ctx.cache_dir else Path(tempfile.gettempdir()) / "gradiend-bench-cache"
+    return root / "methods" / "gradiend-shared" / key
+
+
+class _Gradiend(WeightChangingMethod):
+    version = VERSION
+    metric: ClassVar[str] = "bpi"
+    default_options: ClassVar[dict[str, Any]] = {
+        "rule": "product",  # product: argmax metric·LMS (paper) | lms-threshold: LMS ≥ 0.99·base
+        "include": None, "exclude": None, "pre_prune": "auto", "post_prune": None, "seeds": [0, 1, 2],
+        "lr": 1e-5, "max_steps": None, "bf16": False, "pair": [0, 1], "source": "factual", "target": "diff"}
+
+    def settings(self, ctx: RunContext) -> Settings:
+        if self.options["rule"] not in ("product", "lms-threshold"):
+            raise HarnessError(f"gradiend option rule={self.options['rule']!r} is unknown", "use product or lms-threshold")
+        protocol = ctx.protocol if ctx.protocol in ("cpu", "full") else "cpu"
+        opts = {k: self.options[k] for k in TRAINING_OPTIONS}
+        opts["seeds"], opts["pair"] = tuple(opts["seeds"]), tuple(opts["pair"])
+        return Settings(bias_type=ctx.bias_type, protocol=protocol, seed=ctx.seed, **opts)
+
+    def apply(self, lm: LanguageModel, ctx: RunContext) -> LanguageModel:
+        settings = self.settings(ctx)
+        folder = shared_folder(lm, settings, ctx)
+        started = time.perf_counter()
+        cached = (folder / "done.json").is_file()
+        artefacts = fit(lm, settings, folder, progress=ctx.progress, batch_size=32)
+        chosen = artefacts.selection[self.options["rule"]][self.metric]
+        alpha, delta = artefacts.update(self.metric, self.options["rule"])
+        out = rewrite(lm, artefacts.param_map, delta, alpha)
+        summary = artefacts.summary
+        self.notes = {"protocol": settings.protocol, "protocol_requested": ctx.protocol, "artefacts": str(folder),
+                      "reused_cached_training": cached, "classes": summary.get("classes"),
+                      "parameters": summary.get("parameters"), "data": summary.get("data"),
+                      "selected_seed": summary["training"]["selected_seed"], "seeds": summary["training"]["seeds"],
+                      "encoder_test": summary.get("encoder"), "selection": chosen,
+                      "seconds": {**summary.get("seconds", {}), "apply": round(time.perf_counter() - started, 2)}}
+        if ctx.step_cache is not None:
+            write_json_atomic(Path(ctx.step_cache) / "selection.json", {"artefacts": str(folder), "selection": chosen})
+        return out
+
+
+@register_method("gradiend")
+class GradiendBPI(_Gradiend):
+    """Debias: the update maximising BPI (balanced class probabilities) under the selection rule."""
+
+    metric = "bpi"
+
+
+@register_method("gradiend-fpi")
+class GradiendFPI(_Gradiend):
+    """Strengthen the second class (gender: female)."""
+
+    metric = "fpi"
+
+
+@register_method("gradiend-mpi")
+class GradiendMPI(_Gradiend):
+    """Strengthen the first class (gender: male)."""
+
+    metric = "mpi"

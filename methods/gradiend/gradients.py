@@ -1,0 +1,238 @@
+"""Factual / counterfactual gradients of a language model at one target position, batched.
+
+For a template rendered for class *c* with factual word f (the class's word, e.g. "she" after a female
+name) and counterfactual word f′ (the other class's word), the per-template loss is
+ℓ_f = −log p(f | context) at the target position only:
+
+* masked LM: the target slot is replaced by ``[MASK]`` and the head runs only at the mask;
+* causal LM: the text is cut just before the target word and the loss is read at the last position;
+  the target is the word's **leading-space** token (" she", not "she"), the form the word actually
+  takes after the cut (a slot at the very start of the text keeps the bare form).
+
+One gradient is the mean over a batch of one class (the paper: 32 templates):
+∇⁺W = ∇_W mean ℓ_f, ∇⁻W = ∇_W mean ℓ_f′ and ∇±W = ∇⁺W − ∇⁻W. Both losses come from **one** forward;
+∇⁺W is one backward and ∇±W = ∇⁺W + ∇(−mean ℓ_f′) a second backward that accumulates into the same
+buffer. The selected parameters of a private copy of the model are views into one flat buffer and
+so are their ``.grad`` tensors, so a gradient is a single contiguous vector with no per-parameter copies.
+
+The encoder only needs W_e·∇ℓ_i per example, a directional derivative: :meth:`GradientEngine.directional`
+computes it for a whole batch with one forward-mode (JVP) pass instead of one backward per example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch.func import functional_call, jvp
+
+from harness.errors import HarnessError
+from harness.models.interface import LanguageModel
+
+SLOT = "[TARGET]"
+
+
+@dataclass
+class ParamMap:
+    """The selected backbone parameters in flat order; ``index`` = kept flat positions after pre-pruning."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    index: torch.Tensor | None = None
+
+    @property
+    def numels(self) -> list[int]:
+        return [int(torch.Size(s).numel()) for s in self.shapes]
+
+    @property
+    def total(self) -> int:
+        return sum(self.numels)
+
+    @property
+    def dim(self) -> int:
+        return self.total if self.index is None else int(self.index.numel())
+
+    def offsets(self) -> list[int]:
+        out, pos = [], 0
+        for n in self.numels:
+            out.append(pos)
+            pos += n
+        return out
+
+    def owner(self, flat_positions: torch.Tensor) -> list[str]:
+        """Parameter name of each flat (unpruned) position."""
+        bounds = torch.tensor(self.offsets()[1:] + [self.total])
+        return [self.names[i] for i in torch.searchsorted(bounds, flat_positions, right=True).tolist()]
+
+    def to_json(self) -> dict:
+        return {"names": self.names, "shapes": [list(s) for s in self.shapes]}
+
+
+def select_parameters(lm: LanguageModel, include: Sequence[str] | None = None,
+                      exclude: Sequence[str] | None = None) -> ParamMap:
+    params = lm.backbone_parameters(include, exclude)
+    if not params:
+        raise HarnessError(f"no backbone parameters of {lm.spec} match include={include} exclude={exclude}",
+                           "use fnmatch patterns on full names, e.g. include=['*.layer.*']")
+    return ParamMap(list(params), [tuple(p.shape) for p in params.values()])
+
+
+@dataclass
+class TargetBatch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    factual: torch.Tensor
+    counterfactual: torch.Tensor
+
+
+def target_token(lm: LanguageModel, word: str, after_text: bool) -> int:
+    """First token of ``word`` as it appears at the target position (leading space for causal LMs)."""
+    form = " " + word if (lm.kind == "causal" and after_text) else word
+    ids = lm.token_ids([form], add_special_tokens=False)[0]
+    if not ids:
+        raise HarnessError(f"target word {word!r} has no tokens for {lm.spec}", "choose another target word")
+    return ids[0]
+
+
+def make_batch(lm: LanguageModel, texts: Sequence[str], factual: Sequence[str],
+               counterfactual: Sequence[str]) -> TargetBatch:
+    """Tokenise rendered templates (``[TARGET]`` slot) into one dynamically padded batch."""
+    if any(t.count(SLOT) != 1 for t in texts):
+        raise HarnessError("a GRADIEND template must contain exactly one [TARGET] slot", "rebuild the data")
+    if lm.kind == "masked":
+        inputs = [t.replace(SLOT, lm.tokenizer.mask_token) for t in texts]
+        batch = lm.tokenize(inputs)
+        rows, cols = (batch["input_ids"] == lm.tokenizer.mask_token_id).nonzero(as_tuple=True)
+        if rows.numel() != len(texts):
+            raise HarnessError("a template lost its [MASK] to truncation or contains another mask",
+                               "shorten the templates")
+        after = [True] * len(texts)
+    else:
+        inputs = [t.split(SLOT)[0].rstrip() for t in texts]
+        after = [bool(t) for t in inputs]
+        # an empty prefix would have nothing to condition on: start from the BOS / end-of-text token
+        ids = [[lm.start_token_id] + seq if not seq or lm.tokenizer.bos_token_id not in seq[:1] and not text else seq
+               for seq, text in zip(lm.token_ids(inputs), inputs)]
+        width = max(len(s) for s in ids)
+        pad = lm.tokenizer.pad_token_id
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in ids])
+        attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids])
+        batch = {"input_ids": input_ids.to(lm.device), "attention_mask": attention.to(lm.device)}
+        rows = torch.arange(len(texts))
+        cols = torch.tensor([len(s) - 1 for s in ids])
+    cache: dict[tuple[str, bool], int] = {}
+
+    def tok(word: str, a: bool) -> int:
+        if (word, a) not in cache:
+            cache[(word, a)] = target_token(lm, word, a)
+        return cache[(word, a)]
+
+    f = torch.tensor([tok(w, a) for w, a in zip(factual, after)])
+    c = torch.tensor([tok(w, a) for w, a in zip(counterfactual, after)])
+    dev = lm.device
+    return TargetBatch(batch["input_ids"], batch["attention_mask"], rows.to(dev), cols.to(dev), f.to(dev), c.to(dev))
+
+
+class GradientEngine:
+    """A private copy of the model whose selected weights and gradients live in two flat buffers."""
+
+    def __init__(self, lm: LanguageModel, param_map: ParamMap, *, bf16: bool = False):
+        self.lm = lm.clone()
+        self.lm.model.eval()  # no dropout: gradients are deterministic
+        self.map = param_map
+        self.bf16 = bf16
+        named = dict(self.lm.model.named_parameters())
+        missing = [n for n in param_map.names if n not in named]
+        if missing:
+            raise HarnessError(f"parameters {missing[:3]} are not in {lm.spec}", "rebuild the GRADIEND for this model")
+        selected = set(param_map.names)
+        for name, p in named.items():
+            p.requires_grad_(name in selected)  # no gradient work for the heads or excluded weights
+        self.params = [named[n] for n in param_map.names]
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        for p, off, n in zip(self.params, param_map.offsets(), param_map.numels):
+            p.data = self.flat[off:off + n].view_as(p)
+            p.grad = self.grad[off:off + n].view_as(p)
+        self._grad_ptr = self.grad.data_ptr()
+
+    # -- losses -------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.bf16:
+            return torch.autocast(self.lm.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _nll(self, batch: TargetBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row −log p(factual) and −log p(counterfactual) from one forward, head only at the target."""
+        with self._autocast():
+            logits = self.lm.logits(batch.input_ids, batch.attention_mask, (batch.rows, batch.cols)).float()
+        log_z = torch.logsumexp(logits, dim=-1)
+        nll_f = log_z - logits.gather(1, batch.factual[:, None]).squeeze(1)
+        nll_c = log_z - logits.gather(1, batch.counterfactual[:, None]).squeeze(1)
+        return nll_f, nll_c
+
+    def _take(self) -> torch.Tensor:
+        if self.grad.data_ptr() != self._grad_ptr or any(p.grad is None for p in self.params[:1]):
+            raise RuntimeError("autograd replaced a gradient view; the flat gradient buffer is stale")
+        if not torch.isfinite(self.grad).all():
+            raise HarnessError("a gradient of the language model is not finite (NaN/inf)",
+                               "check the model weights, or disable bf16 autocast (option bf16: false)")
+        return (self.grad if self.map.index is None else self.grad[self.map.index]).clone()
+
+    def gradients(self, batch: TargetBatch, need: tuple[str, ...] = ("factual", "diff")) -> dict[str, torch.Tensor]:
+        """Flat gradients (on the kept positions) named in ``need``: factual, counterfactual, diff."""
+        nll_f, nll_c = self._nll(batch)
+        loss_f, loss_c = nll_f.mean(), nll_c.mean()
+        out: dict[str, torch.Tensor] = {}
+        self.grad.zero_()
+        if "factual" in need or "diff" in need:
+            loss_f.backward(retain_graph="diff" in need or "counterfactual" in need)
+            if "factual" in need:
+                out["factual"] = self._take()
+            if "diff" in need:
+                (-loss_c).backward(retain_graph="counterfactual" in need)
+                out["diff"] = self._take()
+                if "counterfactual" in need:
+                    out["counterfactual"] = out["factual"] - out["diff"]
+        else:
+            loss_c.backward()
+            out["counterfactual"] = self._take()
+        self.grad.zero_()
+        return out
+
+    def directional(self, batch: TargetBatch, tangent: torch.Tensor) -> torch.Tensor:
+        """Per-example ∇ℓ_f,i · v for a flat direction ``v`` on the kept positions (one JVP forward), [B]."""
+        full = torch.zeros_like(self.flat)
+        if self.map.index is None:
+            full.copy_(tangent)
+        else:
+            full[self.map.index] = tangent.to(full.dtype)
+        primals = {n: p.detach() for n, p in zip(self.map.names, self.params)}
+        tangents = {n: full[o:o + k].view_as(p) for n, p, o, k in
+                    zip(self.map.names, self.params, self.map.offsets(), self.map.numels)}
+        model = self.lm.model
+
+        def loss_rows(weights):
+            # the full model, so a head tied to the embeddings sees the direction too (BERT, SmolLM2)
+            with self._autocast():
+                logits = functional_call(model, weights, args=(), strict=False, kwargs={
+                    "input_ids": batch.input_ids, "attention_mask": batch.attention_mask}).logits
+            logits = logits[batch.rows, batch.cols].float()
+            return torch.logsumexp(logits, -1) - logits.gather(1, batch.factual[:, None]).squeeze(1)
+
+        previous = model.config._attn_implementation
+        model.set_attn_implementation("eager")  # forward-mode AD is not implemented for the fused kernels
+        try:
+            _, derivative = jvp(loss_rows, (primals,), (tangents,))
+        finally:
+            model.set_attn_implementation(previous)
+        return derivative.detach()
+
+    @torch.no_grad()
+    def nll(self, batch: TargetBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._nll(batch)

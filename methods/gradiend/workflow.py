@@ -1,0 +1,250 @@
+"""The GRADIEND workflow as one cached unit: data → filter → (pre-prune) → train → encoder → decoder grid.
+
+Everything one trained GRADIEND produces lives in one folder, written through
+:func:`harness.atomic.atomic_directory` (a failure leaves nothing behind) and finished by ``done.json``:
+``data/`` (templates, names, neutral sentences as parquet and CSV), ``gradiend.safetensors`` (all seeds,
+sign-normalised, with the kept index), ``training.json``, ``convergence.png``, ``encoder.json``,
+``encoder_test.png``, ``decoder_grid.csv``, ``decoder_grid.png`` and ``selection.json``.
+
+Protocols: ``full`` is the paper's (all templates, batch 32, 3 epochs, evaluation every ≤250 steps,
+16 names per class in the base-model filter, the reference's α grid); ``cpu`` caps the templates at
+400, trains 60 steps, evaluates every 20 and uses a smaller grid — recorded in every artefact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from harness.atomic import atomic_directory, write_json_atomic
+from harness.errors import HarnessError
+from harness.models.interface import LanguageModel
+from methods.gradiend.data import GradiendData, build_data
+from methods.gradiend.evaluation import (METRICS, DecoderGrid, EncoderProbe, class_examples, encoder_metrics,
+                                         neutral_examples, plot_distribution, plot_grid, select)
+from methods.gradiend.gradients import GradientEngine, ParamMap, make_batch, select_parameters
+from methods.gradiend.model import Gradiend
+from methods.gradiend.training import TrainConfig, TrainResult, sample_batch, train
+
+MEMORY_BUDGET = 2 * 1024 ** 3  # bytes for the encoder-decoders + AdamW state before pre-pruning kicks in
+
+
+@dataclass
+class Settings:
+    """Everything that determines a trained GRADIEND (part of the cache key)."""
+
+    bias_type: str = "gender"
+    pair: tuple[int, int] = (0, 1)
+    protocol: str = "cpu"
+    seed: int = 0
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    pre_prune: float | str | None = "auto"  # fraction of weights kept, "auto" (fit MEMORY_BUDGET) or None
+    post_prune: float | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    lr: float = 1e-5
+    max_steps: int | None = None
+    bf16: bool = False
+    source: str = "factual"
+    target: str = "diff"
+
+    def protocol_values(self) -> dict:
+        if self.protocol == "full":
+            return {"max_templates": None, "filter_names": 16, "max_steps": None, "eval_examples": None,
+                    "prompt_examples": 400, "n_neutral": 1000, "neutral_eval": 200, "lms_sentences": 400,
+                    "feature_factors": [-1.0, 0.0, 1.0],
+                    "alphas": sorted({s * m * 10.0 ** e for s in (-1, 1) for e in range(-3, 3) for m in (1, 2, 5)
+                                      if m * 10.0 ** e <= 100})}
+        return {"max_templates": 400, "filter_names": 4, "max_steps": 60, "eval_examples": 64,
+                "prompt_examples": 96, "n_neutral": 400, "neutral_eval": 64, "lms_sentences": 96,
+                "feature_factors": [-1.0, 0.0, 1.0], "alphas": [-10.0, -1.0, -0.1, -0.01, 0.01, 0.1, 1.0, 10.0]}
+
+
+def filter_templates(lm: LanguageModel, data: GradiendData, n_names: int, seed: int, batch_size: int = 64,
+                     progress: bool = False) -> None:
+    """Keep templates where the base model prefers the class's word for most of ``n_names`` train names
+    per class (the paper's filter); race/religion templates (no names) are all kept."""
+    if data.names.empty:
+        return
+    rng = random.Random(f"{seed}-filter")
+    texts, fact, counter, owner = [], [], [], []
+    for i, row in data.templates.iterrows():
+        for cls in (0, 1):
+            for name in rng.sample(data.names_of("train", cls), n_names):
+                texts.append(row[f"text_{cls}"].replace("[NAME]", name))
+                fact.append(row[f"target_{cls}"])
+                counter.append(row[f"target_{1 - cls}"])
+                owner.append(i)
+    engine_lm = lm
+    correct = torch.zeros(len(texts), dtype=torch.bool)
+    from harness.progress import progress as bar
+
+    with torch.no_grad():
+        for lo in bar(range(0, len(texts), batch_size), progress, "filtering templates"):
+            b = make_batch(engine_lm, texts[lo:lo + batch_size], fact[lo:lo + batch_size], counter[lo:lo + batch_size])
+            logits = engine_lm.logits(b.input_ids, b.attention_mask, (b.rows, b.cols))
+            correct[lo:lo + batch_size] = (logits.gather(1, b.factual[:, None]) > logits.gather(1, b.counterfactual[:, None])).squeeze(1).cpu()
+    owner_t = torch.tensor(owner)
+    share = torch.zeros(len(data.templates)).index_add_(0, owner_t, correct.float()) / (2 * n_names)
+    data.templates["base_correct"] = share.numpy()
+    data.templates["kept"] = (share > 0.5).numpy()
+    data.info["filter"] = {"names_per_class": n_names, "kept": int(data.templates["kept"].sum()),
+                           "total": int(len(data.templates))}
+
+
+def pre_prune(engine: GradientEngine, data: GradiendData, fraction: float, samples: int, seed: int,
+              batch_size: int) -> torch.Tensor:
+    """Indices of the top ``fraction`` of weights by mean |∇±W| over ``samples`` batches (both classes)."""
+    rng = random.Random(f"{seed}-pre-prune")
+    total = torch.zeros(engine.map.total)
+    for k in range(samples):
+        texts, fact, counter = sample_batch(data, "train", k % 2, batch_size, rng)
+        total += engine.gradients(make_batch(engine.lm, texts, fact, counter), ("diff",))["diff"].abs()
+    keep = max(1, int(math.ceil(fraction * engine.map.total)))
+    return torch.topk(total, keep, sorted=False).indices.sort().values
+
+
+@dataclass
+class Artefacts:
+    folder: Path
+    param_map: ParamMap
+    model: Gradiend  # the selected seed, one row
+    selection: dict
+    summary: dict = field(default_factory=dict)
+
+    def update(self, metric: str, rule: str = "product") -> tuple[float, torch.Tensor]:
+        chosen = self.selection[rule][metric]
+        return chosen["alpha"], self.model.decode(chosen["h"], 0)
+
+
+def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool = False,
+        batch_size: int = 32) -> Artefacts:
+    """Run (or load) the whole workflow for ``lm`` into ``folder``."""
+    folder = Path(folder)
+    if (folder / "done.json").is_file():
+        return load_artefacts(folder)
+    timings: dict[str, float] = {}
+    values = settings.protocol_values()
+    with atomic_directory(folder) as scratch:
+        clock = time.perf_counter()
+        data = build_data(settings.bias_type, settings.seed, pair=settings.pair, n_neutral=values["n_neutral"],
+                          max_templates=values["max_templates"])
+        filter_templates(lm, data, values["filter_names"], settings.seed, progress=progress)
+        data.save(scratch / "data")
+        timings["data"] = time.perf_counter() - clock
+        param_map = select_parameters(lm, settings.include, settings.exclude)
+        engine = GradientEngine(lm, param_map, bf16=settings.bf16)
+        clock = time.perf_counter()
+        fraction = settings.pre_prune
+        if fraction == "auto":
+            per_dim = 4 * 9 * len(settings.seeds)  # W_e, W_d, b_d and two AdamW moments each, fp32
+            fraction = None if param_map.total * per_dim <= MEMORY_BUDGET else MEMORY_BUDGET / (param_map.total * per_dim)
+        if fraction is not None and fraction < 1:
+            param_map.index = pre_prune(engine, data, float(fraction), 8, settings.seed, batch_size)
+        timings["pre_prune"] = time.perf_counter() - clock
+        n_train = len(data.split("train"))
+        steps = settings.max_steps or values["max_steps"] or max(150, 3 * n_train // batch_size)
+        config = TrainConfig(tuple(settings.seeds), settings.lr, batch_size=batch_size, max_steps=steps,
+                             eval_every=min(250, max(10, steps // 6)) if settings.protocol == "full" else 20,
+                             source=settings.source, target=settings.target)
+        val_probe = EncoderProbe(engine, class_examples(data, "val", settings.seed, values["eval_examples"]))
+        clock = time.perf_counter()
+        result = train(engine, data, config, val_probe.correlations, data_seed=settings.seed, progress=progress)
+        timings["train"] = time.perf_counter() - clock
+        model = result.model.row(result.selected)
+        if settings.post_prune is not None and settings.post_prune < 1:
+            keep = torch.topk(model.w_d[0].abs(), max(1, int(settings.post_prune * model.dim))).indices.sort().values
+            model.prune_(keep)
+            param_map.index = keep if param_map.index is None else param_map.index[keep]
+        index = param_map.index if param_map.index is not None else torch.empty(0, dtype=torch.long)
+        result.model.meta = model.meta = {"param_map": param_map.to_json(), "settings": asdict(settings)}
+        result.model.save(scratch / "all_seeds.safetensors", {"index": index})
+        model.save(scratch / "gradiend.safetensors", {"index": index})
+        write_json_atomic(scratch / "training.json", {"config": asdict(config), **result.summary(),
+                                                     "history": result.history, "protocol": settings.protocol})
+        plot_convergence(result, scratch / "convergence.png")
+        # encoder on the test split (unseen names) and neutral text
+        clock = time.perf_counter()
+        test = class_examples(data, "test", settings.seed)
+        neutral = neutral_examples(data.neutral, settings.seed, values["neutral_eval"])
+        examples = type(test)(*(getattr(test, f) + getattr(neutral, f) for f in ("texts", "factual", "counterfactual", "labels")))
+        engine_eval = engine if settings.post_prune is None else GradientEngine(lm, param_map, bf16=settings.bf16)
+        h = EncoderProbe(engine_eval, examples).encode(model, 0, progress)
+        labels = torch.tensor(examples.labels)
+        encoder = {"split": "test", "protocol": settings.protocol, **encoder_metrics(h, labels)}
+        timings["encoder_eval"] = time.perf_counter() - clock
+        write_json_atomic(scratch / "encoder.json", encoder)
+        plot_distribution(h, labels, data.classes.names, scratch / "encoder_test.png",
+                          f"{lm.spec} {data.classes.key}: test names unseen, r={encoder['pearson']:.3f}")
+        # decoder grid on val prompts + neutral LMS sentences
+        clock = time.perf_counter()
+        prompts = class_examples(data, "val", settings.seed + 1, values["prompt_examples"])
+        lms_text = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
+        grid = DecoderGrid(engine_eval, prompts, lms_text, settings.seed).run(
+            model, 0, values["feature_factors"], values["alphas"], progress)
+        timings["decoder_eval"] = time.perf_counter() - clock
+        grid.to_csv(scratch / "decoder_grid.csv", index=False)
+        plot_grid(grid, scratch / "decoder_grid.png", f"{lm.spec} {data.classes.key} ({settings.protocol})")
+        selection = {rule: {m: select(grid, m, rule) for m in METRICS} for rule in ("product", "lms-threshold")}
+        write_json_atomic(scratch / "selection.json", selection)
+        summary = {"protocol": settings.protocol, "classes": list(data.classes.names), "data": data.info,
+                   "parameters": {"selected": param_map.total, "trained": param_map.dim},
+                   "training": result.summary(), "encoder": encoder,
+                   "seconds": {k: round(v, 2) for k, v in timings.items()}}
+        write_json_atomic(scratch / "done.json", summary)
+    return load_artefacts(folder)
+
+
+def load_artefacts(folder: Path) -> Artefacts:
+    folder = Path(folder)
+    fix = f"delete {folder} and run again"
+    try:
+        summary = json.loads((folder / "done.json").read_text())
+        selection = json.loads((folder / "selection.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"GRADIEND artefacts in {folder} are incomplete or corrupt ({type(exc).__name__})", fix) from None
+    model, extra = Gradiend.load(folder / "gradiend.safetensors")
+    pm = model.meta["param_map"]
+    index = extra.get("index")
+    param_map = ParamMap(pm["names"], [tuple(s) for s in pm["shapes"]], index if index is not None and index.numel() else None)
+    if param_map.dim != model.dim:
+        raise HarnessError(f"GRADIEND checkpoint {folder / 'gradiend.safetensors'} does not match its parameter map", fix)
+    return Artefacts(folder, param_map, model, selection, summary)
+
+
+def plot_convergence(result: TrainResult, path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.atomic import write_bytes_atomic
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    steps = [e["step"] for e in result.history]
+    for row, seed in enumerate(result.model.seeds):
+        ax1.plot(steps, [e["loss"][row] for e in result.history], label=f"seed {seed}", lw=0.8)
+        evals = [(e["step"], e["correlation"][row]) for e in result.history if "correlation" in e]
+        if evals:
+            ax2.plot(*zip(*evals), marker="o", label=f"seed {seed}")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("MSE loss")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("val Pearson r")
+    ax2.axhline(0.5, color="grey", ls=":")
+    ax2.axhline(-0.5, color="grey", ls=":")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
