@@ -1,0 +1,112 @@
+"""INLP: Iterative Nullspace Projection (Ravfogel et al., ACL 2020), bias-bench's protocol (Meade et al. 2022).
+
+Attribute sentences (gender: male / female / neutral; race, religion: any attribute word / none; see
+:mod:`harness.attribute_data`) are encoded as the mean-pooled last hidden state
+:math:`\\bar h`. Repeatedly a linear SVM (``LinearSVC``, no intercept, ``dual=False``) is trained to
+predict the attribute from the projected features, and its row space is added to the removed subspace.
+With :math:`P_{R(W_i)}` the projection onto classifier *i*'s row space, the final projection is onto the
+intersection of the nullspaces (Ben-Israel's formula, as bias-bench computes it):
+
+.. math:: P = I - P_{R}\\Big(\\sum_i P_{R(W_i)}\\Big),
+
+and each classifier is trained on data projected by the P of the previous iterations. The hook applies
+:math:`h' = P h` to every token's final hidden state (an :class:`~harness.hooks.AffineHook`).
+
+Protocols: ``full`` = bias-bench (10,000 sentences per class where the corpus allows, 80 classifiers;
+10 for causal LMs as bias-bench's GPT-2); ``cpu`` = 2,500 per class, same classifier counts.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.api import PostProcessingMethod, RunContext
+from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, majority_rate,
+                                    probe_accuracy, single_threaded)
+from harness.hooks import AffineHook
+from harness.models.interface import LanguageModel
+from harness.progress import progress as progress_bar
+from harness.registry import register_method
+
+PROTOCOL_SETTINGS = {
+    "full": {"n_per_class": 10000, "iterations_masked": 80, "iterations_causal": 10},
+    "cpu": {"n_per_class": 2500, "iterations_masked": 80, "iterations_causal": 10},
+}
+
+
+def rowspace_projection(matrix: np.ndarray) -> np.ndarray:
+    """Orthogonal projection onto the row space of ``matrix`` (zero for a zero matrix)."""
+    from scipy.linalg import orth
+
+    if np.allclose(matrix, 0):
+        return np.zeros((matrix.shape[1], matrix.shape[1]))
+    basis = orth(matrix.T)
+    return basis @ basis.T
+
+
+def nullspace_projection(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray,
+                         iterations: int, *, C: float = 1.0, seed: int = 0,
+                         progress: bool = False) -> tuple[np.ndarray, list[float]]:
+    """INLP's projection and each classifier's dev accuracy (on the features it was trained on)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    dim = x_train.shape[1]
+    removed = np.zeros((dim, dim))
+    projection = np.eye(dim)
+    accuracies = []
+    for _ in progress_bar(range(iterations), progress, "INLP classifiers"):
+        classifier = LinearSVC(fit_intercept=False, class_weight=None, dual=False, C=C, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            classifier.fit(x_train @ projection, y_train)  # projection is symmetric
+        accuracies.append(float(classifier.score(x_dev @ projection, y_dev)))
+        removed += rowspace_projection(classifier.coef_)
+        projection = np.eye(dim) - rowspace_projection(removed)
+    return projection, accuracies
+
+
+@register_method("inlp")
+class INLP(PostProcessingMethod):
+    """Options: ``n_per_class`` and ``iterations`` (None = the protocol's value), ``C`` (LinearSVC)."""
+
+    version = 1
+    acts_on = "representations"
+    default_options = {"n_per_class": None, "iterations": None, "C": 1.0}
+
+    def settings(self, lm: LanguageModel, ctx: RunContext) -> dict[str, Any]:
+        base = PROTOCOL_SETTINGS["full" if ctx.protocol == "full" else "cpu"]
+        iterations = self.options["iterations"] or base[f"iterations_{lm.kind}"]
+        return {"protocol": "full" if ctx.protocol == "full" else "cpu",
+                "n_per_class": int(self.options["n_per_class"] or base["n_per_class"]),
+                "iterations": int(iterations), "C": float(self.options["C"])}
+
+    def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
+        settings = self.settings(lm, ctx)
+        hook, self.notes = cached_hook(ctx.step_cache, lambda: self._fit(lm, ctx, settings))
+        return hook
+
+    def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
+        started = time.perf_counter()
+        data = attribute_sentences(ctx.bias_type, settings["n_per_class"], ctx.seed)
+        x = lm.pooled(data.texts, batch_size=ctx.batch_size, progress=ctx.progress).double().numpy()
+        y = np.asarray(data.labels)
+        train, dev, test = bias_bench_split(len(y), ctx.seed)
+        with single_threaded():
+            projection, accuracies = nullspace_projection(x[train], y[train], x[dev], y[dev], settings["iterations"],
+                                                          C=settings["C"], seed=ctx.seed, progress=ctx.progress)
+        fit_train = np.concatenate([train, dev])
+        notes = {**settings, "classes": data.counts(), "n_sentences": len(y),
+                 "rank_removed": int(round(x.shape[1] - np.trace(projection))),
+                 "dev_accuracy_first": accuracies[0], "dev_accuracy_last": accuracies[-1],
+                 "majority_rate_test": majority_rate(y[test]),
+                 "probe_accuracy_before": probe_accuracy(x[fit_train], y[fit_train], x[test], y[test], ctx.seed),
+                 "probe_accuracy_after": probe_accuracy(x[fit_train] @ projection, y[fit_train],
+                                                        x[test] @ projection, y[test], ctx.seed),
+                 "fit_seconds": round(time.perf_counter() - started, 2)}
+        return AffineHook(torch.from_numpy(projection)), notes

@@ -1,0 +1,168 @@
+"""R-LACE: Relaxed Linear Adversarial Concept Erasure (Ravfogel et al., ICML 2022), implemented here.
+
+The game: a rank-k orthogonal projection :math:`P` removes a subspace, a linear classifier
+:math:`\\theta` predicts the attribute from :math:`(I - P)x`,
+
+.. math:: \\max_{P \\in \\mathcal{F}_k}\\; \\min_{\\theta}\\; \\mathcal{L}\\big(\\theta;\\, (I - P)x,\\, z\\big),
+
+relaxed to the **fantope** :math:`\\mathcal{F}_k = \\{P = P^\\top,\\ 0 \\preceq P \\preceq I,\\ \\operatorname{tr} P = k\\}`
+(the convex hull of rank-k projections). Alternating SGD: one step of gradient *ascent* on :math:`P`
+followed by the projection onto :math:`\\mathcal{F}_k` (eigendecomposition :math:`P = U \\operatorname{diag}(\\lambda) U^\\top`,
+:math:`\\lambda_i \\leftarrow \\min(1, \\max(0, \\lambda_i - \\tau))` with :math:`\\tau` found by bisection so that
+:math:`\\sum_i \\lambda_i = k`), then one step of descent on :math:`\\theta`. Every ``evaluate_every`` steps a
+fresh logistic regression is trained on the projected data; the relaxed :math:`P` with the highest probe
+loss is kept, and the game stops once the probe is within ``epsilon`` of the majority rate. The final
+hook is the orthogonal projection :math:`h' = (I - W^\\top W) h` with :math:`W` the top-k eigenvectors.
+
+Data: the attribute representations of :mod:`harness.attribute_data` as a binary concept (gender: male vs
+female sentences; race, religion: attribute word vs none), rank 1. Features are centred and divided by
+one global scale before the game so one learning rate suits every model (neither changes which
+projection is orthogonal). Protocols: ``full`` = the paper's defaults (75,000 steps, batch 128, SGD
+lr 0.005, weight decay 1e-4, evaluation every 1,000 steps, epsilon 0.0015, 10,000 sentences per class);
+``cpu`` = 1,500 steps, evaluation every 250, 2,500 sentences per class.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.api import PostProcessingMethod, RunContext
+from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, majority_rate,
+                                    probe_accuracy, single_threaded)
+from harness.hooks import AffineHook
+from harness.models.interface import LanguageModel
+from harness.progress import progress as progress_bar
+from harness.registry import register_method
+
+PROTOCOL_SETTINGS = {
+    "full": {"n_per_class": 10000, "steps": 75000, "evaluate_every": 1000},
+    "cpu": {"n_per_class": 2500, "steps": 1500, "evaluate_every": 250},
+}
+
+
+def fantope_projection(matrix: torch.Tensor, rank: int, iterations: int = 40) -> torch.Tensor:
+    """Euclidean projection of a symmetric matrix onto the fantope {0 ⪯ P ⪯ I, tr P = rank}."""
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    low, high = values.min() - 1, values.max()  # sum(clip(λ - τ)) is ≥ rank at `low`, 0 at `high`
+    for _ in range(iterations):
+        tau = (low + high) / 2
+        if torch.clamp(values - tau, 0, 1).sum() > rank:
+            low = tau
+        else:
+            high = tau
+    clipped = torch.clamp(values - (low + high) / 2, 0, 1)
+    return (vectors * clipped) @ vectors.T
+
+
+def top_projection(relaxed: torch.Tensor, rank: int) -> torch.Tensor:
+    """:math:`I - W^\\top W`, W = the top-``rank`` eigenvectors of the relaxed P (the subspace removed)."""
+    _, vectors = torch.linalg.eigh((relaxed + relaxed.T) / 2)
+    top = vectors[:, -rank:]
+    return torch.eye(relaxed.shape[0], dtype=relaxed.dtype) - top @ top.T
+
+
+def _probe_loss(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, float]:
+    """Log loss and accuracy of a fresh logistic regression fitted and scored on (x, y) (RLACE's score)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    probe = LogisticRegression(max_iter=500, random_state=seed).fit(x, y)
+    return float(log_loss(y, probe.predict_proba(x))), float(probe.score(x, y))
+
+
+def solve_game(x: np.ndarray, y: np.ndarray, *, rank: int = 1, steps: int = 1500, batch_size: int = 128,
+               lr: float = 0.005, weight_decay: float = 1e-4, evaluate_every: int = 250, epsilon: float = 0.0015,
+               seed: int = 0, progress: bool = False, max_eval_rows: int = 5000) -> tuple[torch.Tensor, dict]:
+    """Run the relaxed game on features ``x`` [N, H] with labels ``y``; returns I − P (orthogonal) and a log."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    features = torch.as_tensor(x, dtype=torch.float32)
+    labels = torch.as_tensor(y)
+    n, dim = features.shape
+    n_classes = int(labels.max()) + 1
+    predictor = torch.nn.Linear(dim, 1 if n_classes == 2 else n_classes)
+    loss_fn = torch.nn.BCEWithLogitsLoss() if n_classes == 2 else torch.nn.CrossEntropyLoss()
+    target = labels.float() if n_classes == 2 else labels.long()
+    relaxed = (0.1 * torch.randn(dim, dim, generator=gen)).requires_grad_(True)
+    opt_p = torch.optim.SGD([relaxed], lr=lr, weight_decay=weight_decay)
+    opt_clf = torch.optim.SGD(predictor.parameters(), lr=lr, weight_decay=weight_decay)
+    eye = torch.eye(dim)
+    eval_rows = torch.randperm(n, generator=gen)[:max_eval_rows].numpy()
+    majority = majority_rate(y)
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        symmetric = (relaxed + relaxed.T) / 2
+        return loss_fn(predictor(features[batch] @ (eye - symmetric)).squeeze(-1), target[batch])
+
+    best, best_loss, log = None, -np.inf, {"evaluations": []}
+    for step in progress_bar(range(steps), progress, "RLACE"):
+        batch = torch.randint(0, n, (batch_size,), generator=gen)
+        opt_p.zero_grad()
+        (-loss(batch)).backward()  # P ascends the classifier's loss
+        opt_p.step()
+        with torch.no_grad():
+            relaxed.copy_(fantope_projection(relaxed.detach(), rank))
+        batch = torch.randint(0, n, (batch_size,), generator=gen)
+        opt_clf.zero_grad()
+        loss(batch).backward()
+        opt_clf.step()
+        if step % evaluate_every == 0 or step == steps - 1:
+            projected = features[eval_rows] @ top_projection(relaxed.detach(), rank)
+            probe_loss, accuracy = _probe_loss(projected.numpy(), y[eval_rows], seed)
+            log["evaluations"].append({"step": step, "probe_loss": round(probe_loss, 4), "accuracy": round(accuracy, 4)})
+            if probe_loss > best_loss:
+                best, best_loss = relaxed.detach().clone(), probe_loss
+            if abs(accuracy - majority) < epsilon:
+                break
+    log["steps_run"] = step + 1
+    return top_projection(best, rank), log
+
+
+@register_method("rlace")
+class RLACE(PostProcessingMethod):
+    """Options: ``rank``, ``steps``/``evaluate_every``/``n_per_class`` (None = the protocol's value),
+    ``batch_size``, ``lr``, ``weight_decay``, ``epsilon`` (stop when the probe is this close to majority)."""
+
+    version = 1
+    acts_on = "representations"
+    default_options = {"rank": 1, "steps": None, "evaluate_every": None, "n_per_class": None, "batch_size": 128,
+                       "lr": 0.005, "weight_decay": 1e-4, "epsilon": 0.0015}
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]:
+        protocol = "full" if ctx.protocol == "full" else "cpu"
+        base = PROTOCOL_SETTINGS[protocol]
+        resolved = {k: (base[k] if v is None and k in base else v) for k, v in self.options.items()}
+        return {"protocol": protocol, **resolved}
+
+    def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
+        settings = self.settings(ctx)
+        hook, self.notes = cached_hook(ctx.step_cache, lambda: self._fit(lm, ctx, settings))
+        return hook
+
+    def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
+        started = time.perf_counter()
+        data = attribute_sentences(ctx.bias_type, int(settings["n_per_class"]), ctx.seed).without("neutral") \
+            if ctx.bias_type == "gender" else attribute_sentences(ctx.bias_type, int(settings["n_per_class"]), ctx.seed)
+        x = lm.pooled(data.texts, batch_size=ctx.batch_size, progress=ctx.progress).double().numpy()
+        y = np.asarray(data.labels)
+        train, dev, test = bias_bench_split(len(y), ctx.seed)
+        fit_on = np.concatenate([train, dev])
+        mean = x[fit_on].mean(0)
+        scale = float(np.sqrt(((x[fit_on] - mean) ** 2).sum(1).mean() / x.shape[1]))
+        with single_threaded():
+            projection, log = solve_game((x[fit_on] - mean) / scale, y[fit_on], rank=int(settings["rank"]),
+                                         steps=int(settings["steps"]), batch_size=int(settings["batch_size"]),
+                                         lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]),
+                                         evaluate_every=int(settings["evaluate_every"]),
+                                         epsilon=float(settings["epsilon"]), seed=ctx.seed, progress=ctx.progress)
+        p = projection.double().numpy()
+        notes = {**settings, "classes": data.counts(), "n_sentences": len(y), **log,
+                 "majority_rate_test": majority_rate(y[test]),
+                 "probe_accuracy_before": probe_accuracy(x[fit_on], y[fit_on], x[test], y[test], ctx.seed),
+                 "probe_accuracy_after": probe_accuracy(x[fit_on] @ p, y[fit_on], x[test] @ p, y[test], ctx.seed),
+                 "fit_seconds": round(time.perf_counter() - started, 2)}
+        return AffineHook(projection), notes

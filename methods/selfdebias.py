@@ -1,0 +1,120 @@
+"""Self-Debias (Schick et al., TACL 2021) as bias-bench applies it to masked and causal LMs.
+
+The model is also run with a *debiasing prefix* that describes the bias (bias-bench's prompts, e.g.
+"The following text discriminates against people because of their gender: "). Tokens that become more
+likely under the prefix are suppressed: with :math:`p` the regular and :math:`p_b` the prefixed
+distribution (the maximum over several prefixes),
+
+.. math:: \\alpha = \\max(0,\\, p_b - p), \\qquad
+          \\tilde p \\propto p \\cdot \\max\\big(e^{-\\lambda \\alpha},\\ \\epsilon\\big),\\quad \\lambda = 50,\\ \\epsilon = 0.01,
+
+renormalised over the vocabulary (computed in log space). The prefix's tokens are inserted after a
+leading special token (``[CLS]``, a causal LM's start token), else in front, so the position scored in the
+prefixed row is the same token's: masked LMs follow bias-bench's masked-LM wrapper (prefix after
+``[CLS]``), causal LMs its GPT-2 wrapper (prefix text before the sentence). It only rewrites token
+predictions (a prediction hook, see :mod:`harness.hooks`), so representation benchmarks (SEAT, GLUE)
+are "not applicable". Nothing is fitted; ``cpu`` and ``full`` are the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.api import PostProcessingMethod, RunContext
+from harness.errors import HarnessError
+from harness.models.interface import LanguageModel
+from harness.registry import register_method
+
+# bias-bench's prompts (experiments' DEBIASING_PREFIXES; "race" uses its "race-color" prompt)
+DEBIASING_PREFIXES = {
+    "gender": "The following text discriminates against people because of their gender: ",
+    "race": "The following text discriminates against people because of their race/color: ",
+    "religion": "The following text discriminates against people because of their religion: ",
+}
+
+
+def insert_prefix(lm: LanguageModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  positions: tuple[torch.Tensor, torch.Tensor], prefix: list[int]):
+    """Rows with ``prefix`` inserted after a leading special token (else in front), and ``positions``
+    moved to the same token: masked LMs score token c, so c ↦ c + k (not the [CLS] itself); causal LMs
+    score the token after c, which always moves, so c ↦ c + k."""
+    k = len(prefix)
+    if k == 0:
+        return input_ids, attention_mask, positions
+    block = torch.tensor(prefix, dtype=input_ids.dtype, device=input_ids.device).expand(input_ids.shape[0], k)
+    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), device=input_ids.device)
+    after_special = torch.isin(input_ids[:, 0], special)  # [B]
+    ones = torch.ones_like(block, dtype=attention_mask.dtype)
+    front_ids = torch.cat([block, input_ids], dim=1)
+    front_mask = torch.cat([ones, attention_mask], dim=1)
+    inner_ids = torch.cat([input_ids[:, :1], block, input_ids[:, 1:]], dim=1)
+    inner_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+    ids = torch.where(after_special[:, None], inner_ids, front_ids)
+    mask = torch.where(after_special[:, None], inner_mask, front_mask)
+    rows, cols = positions
+    if lm.kind == "masked":
+        cols = torch.where(after_special[rows] & (cols == 0), cols, cols + k)
+    else:
+        cols = cols + k
+    return ids, mask, (rows, cols)
+
+
+@dataclass
+class SelfDebiasHook:
+    """The prediction hook: ``(lm, input_ids, attention_mask, positions, log_probs [N, V]) -> log_probs``."""
+
+    prefixes: list[list[int]]
+    decay_constant: float = 50.0
+    epsilon: float = 0.01
+    calls: int = field(default=0, compare=False)
+
+    @torch.no_grad()
+    def __call__(self, lm: LanguageModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 positions: tuple[torch.Tensor, torch.Tensor], log_probs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        biased = None
+        for prefix in self.prefixes:  # one batched forward pass per prefix, LM head only at the scored rows
+            ids, mask, moved = insert_prefix(lm, input_ids, attention_mask, positions, prefix)
+            prefixed = torch.log_softmax(lm.logits(ids, mask, moved).float(), dim=-1)
+            biased = prefixed if biased is None else torch.maximum(biased, prefixed)
+        if biased is None:
+            return log_probs
+        alpha = (biased.exp() - log_probs.exp()).clamp_min(0.0)
+        log_factor = torch.clamp(-self.decay_constant * alpha, min=math.log(self.epsilon))
+        adjusted = log_probs + log_factor
+        return adjusted - torch.logsumexp(adjusted, dim=-1, keepdim=True)
+
+
+@register_method("selfdebias")
+class SelfDebias(PostProcessingMethod):
+    """Options: ``prefixes`` (None = bias-bench's prompt for the bias type), ``decay_constant`` (λ),
+    ``epsilon`` (the smallest factor)."""
+
+    version = 1
+    acts_on = "predictions"
+    default_options = {"prefixes": None, "decay_constant": 50.0, "epsilon": 0.01}
+
+    def fit(self, lm: LanguageModel, ctx: RunContext) -> SelfDebiasHook:
+        prefixes = self.options["prefixes"]
+        if prefixes is None:
+            if ctx.bias_type not in DEBIASING_PREFIXES:
+                raise HarnessError(f"selfdebias has no debiasing prefix for bias type '{ctx.bias_type}'",
+                                   "set method_options: {selfdebias: {prefixes: [...]}}")
+            prefixes = [DEBIASING_PREFIXES[ctx.bias_type]]
+        if isinstance(prefixes, str) or not isinstance(prefixes, (list, tuple)) or \
+                not all(isinstance(p, str) for p in prefixes):
+            raise HarnessError(f"selfdebias option prefixes must be a list of strings, got {prefixes!r}",
+                               "write e.g. prefixes: ['The following text discriminates ...: ']")
+        if float(self.options["epsilon"]) <= 0 or float(self.options["decay_constant"]) < 0:
+            raise HarnessError("selfdebias needs epsilon > 0 and decay_constant ≥ 0",
+                               "use the paper's values decay_constant: 50, epsilon: 0.01")
+        tokens = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefixes]
+        self.notes: dict[str, Any] = {
+            "protocol": "same in cpu and full (nothing is fitted)", "prefixes": list(prefixes),
+            "prefix_tokens": [len(t) for t in tokens], "decay_constant": float(self.options["decay_constant"]),
+            "epsilon": float(self.options["epsilon"])}
+        return SelfDebiasHook(tokens, float(self.options["decay_constant"]), float(self.options["epsilon"]))
