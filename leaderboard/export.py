@@ -88,7 +88,8 @@ def best_rows(board: Leaderboard, col: Column) -> set[str]:
 
 def notes(board: Leaderboard) -> str:
     models = ", ".join(f"`{m}`" for m in board.models) or "(none)"
-    bias = " and ".join(c.label for c in board.bias_columns)
+    labels = [c.label for c in board.bias_columns]
+    bias = " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
     seeds = max(board.seeds.values(), default=1)
     protocols = ("Protocol: " + next(iter(board.protocols)) + ". " if len(board.protocols) == 1 else
                  "Protocols: " + "; ".join(f"{p} ({', '.join(b)})" for p, b in board.protocols.items()) + ". ")
