@@ -11,13 +11,13 @@ from __future__ import annotations
 from html import escape
 
 from leaderboard.export import cell_text, columns, notes, value
-from leaderboard.ranking import NA, Leaderboard, pareto_front
+from leaderboard.ranking import NA, Leaderboard, label_slots, pareto_front
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:.3em .6em;text-align:right;white-space:nowrap}
-th{cursor:pointer;user-select:none;border-bottom:2px solid #444}th:hover{background:#eef}
-td:first-child,th:first-child{text-align:left}tbody tr:nth-child(even){background:#f6f6f6}
+th{border-bottom:2px solid #444}#board th{cursor:pointer;user-select:none}#board th:hover{background:#eef}
+td:first-child,th:first-child,#per-model td:nth-child(2),#per-model th:nth-child(2){text-align:left}tbody tr:nth-child(even){background:#f6f6f6}
 td.best{font-weight:bold}th[aria-sort=descending]::after{content:" ▼"}th[aria-sort=ascending]::after{content:" ▲"}
 .notes{color:#555;max-width:60em}.plots{display:flex;flex-wrap:wrap;gap:1.5em}
 svg text{font:11px system-ui,sans-serif}.front{fill:#c0392b}.dominated{fill:#7f8c8d}
@@ -100,13 +100,36 @@ def scatter_svg(board: Leaderboard, model: str, width: int = 460, height: int = 
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for _, x, y in on_front)
         parts.append(f'<polyline class="front-line" points="{path}" fill="none" stroke="#c0392b" '
                      'stroke-dasharray="4 3"/>')
+    slots = label_slots(points)
     for v, x, y in points:
         cls = "front" if v in front else "dominated"
         parts.append(f'<circle class="{cls}" data-variant="{escape(v)}" cx="{px(x):.1f}" cy="{py(y):.1f}" r="5">'
                      f'<title>{escape(names[v])}: bias {x:.2f}, {escape(lms.label)} {y:.2f}</title></circle>')
-        parts.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) - 6:.1f}">{escape(names[v])}</text>')
+        parts.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) - 6 + 12 * slots[v]:.1f}">{escape(names[v])}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def per_model_table(board: Leaderboard) -> str:
+    """Every (model, variant): raw bias scores with their per-model proportional rank, and raw quality scores."""
+    head = "".join(f"<th>{escape(c.label)}</th><th>rank</th>" for c in board.bias_columns)
+    head += "".join(f"<th>{escape(c.label)}</th>" for c in board.quality_columns)
+    lines = [f'<table id="per-model"><thead><tr><th>model</th><th>variant</th>{head}</tr></thead><tbody>']
+    for model in board.models:
+        for r in board.rows:
+            cells = []
+            for c in board.bias_columns:
+                cell = board.scores.get((model, r.variant, c.key))
+                rank = board.per_model_ranks.get((model, c.key), {}).get(r.variant)
+                cells.append(f"<td>{'' if cell is None else f'{cell.value:.2f}'}</td>"
+                             f"<td>{'' if rank is None else f'{rank:.2f}'}</td>")
+            for c in board.quality_columns:
+                cell = board.scores.get((model, r.variant, c.key))
+                cells.append(f"<td>{'' if cell is None else f'{cell.value * c.scale:.2f}'}</td>")
+            if any((model, r.variant, c.key) in board.scores for c in [*board.bias_columns, *board.quality_columns]):
+                lines.append(f"<tr><td>{escape(model)}</td><td>{escape(r.name)}</td>{''.join(cells)}</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
 
 
 def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> str:
@@ -141,4 +164,5 @@ def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> st
         '<p class="notes">Red points lie on the Pareto front: no other variant is both less biased and better '
         "at language modelling.</p>",
         '<div class="plots">', *plots, "</div>",
+        "<details><summary>Per-model scores and proportional ranks</summary>", per_model_table(board), "</details>",
         f"<script>{JS}</script>", "</body></html>", ""])

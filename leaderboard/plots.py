@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.records import slug
-from leaderboard.ranking import Leaderboard, pareto_front
+from leaderboard.ranking import Leaderboard, label_slots, pareto_front
 
 # fixed metadata, so identical records give identical PNG bytes
 _METADATA = {"Software": None}
@@ -45,9 +45,10 @@ def scatter(board: Leaderboard, model: str, path: Path) -> bool:
     front = set(pareto_front(points))
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    slots = label_slots(points)
     for v, x, y in points:
         ax.scatter([x], [y], color="#c0392b" if v in front else "#7f8c8d", zorder=3)
-        ax.annotate(names[v], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(names[v], (x, y), textcoords="offset points", xytext=(5, 4 - 10 * slots[v]), fontsize=8)
     line = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     if len(line) > 1:
         ax.plot([p[1] for p in line], [p[2] for p in line], "--", color="#c0392b", lw=1, zorder=2)

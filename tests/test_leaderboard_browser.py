@@ -72,3 +72,6 @@ def test_page_is_self_contained_with_pareto_scatters(page):
     front = re.findall(r'class="front" data-variant="(\w+)"', m1)
     dominated = re.findall(r'class="dominated" data-variant="(\w+)"', m1)
     assert sorted(front) == ["b", "c"] and sorted(dominated) == ["a", "base"]
+    per_model = html.split('<table id="per-model">')[1].split("</table>")[0]
+    assert per_model.count("<tr>") == 1 + 4 + 4 + 3  # header; m1 and m2: a, b, c, base; m3: a, c, base
+    assert "<tr><td>m3</td><td>Base Model</td><td>45.00</td><td>0.50</td><td>0.70</td><td>0.50</td>" in per_model
