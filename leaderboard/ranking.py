@@ -73,6 +73,7 @@ DEFAULT_QUALITY = ("lms", "glue", "superglue")
 DISPLAY_NAMES = {
     "base": "Base Model", "gradiend": "GRADIEND", "cda": "CDA", "dropout": "Dropout", "inlp": "INLP",
     "sentdebias": "SentDebias", "selfdebias": "SelfDebias", "leace": "LEACE", "rlace": "RLACE",
+    "gradiend-fpi": "GRADIEND-FPI", "gradiend-mpi": "GRADIEND-MPI",
 }
 
 
