@@ -95,3 +95,6 @@ def test_stereoset_on_the_real_gold_file(tmp_path, mirror):
         assert (raw.a, raw.b) == (pytest.approx(want_a), pytest.approx(want_b))
         assert raw.low <= raw.diff <= raw.high and raw.p_value < 0.01
     assert compare(records, "a", "b", "ss", resamples=300)[0].a == 100.0
+    records[1].datasets = {"stereoset-dev": {"sha256": {"dev.jsonl": "0" * 64}}}
+    with pytest.raises(HarnessError, match="differs from the one m/b was scored on"):
+        compare(records, "a", "b", "ss", resamples=10)
