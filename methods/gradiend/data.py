@@ -24,6 +24,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -115,8 +116,7 @@ class GradiendData:
 def load_names(capitalised: Counter, lower: Counter, *, min_count: int = 2000, max_ambiguity: float = 0.01,
                exclude: set[str] = frozenset()) -> dict[str, int]:
     """First name → class (0 male, 1 female): unambiguous, frequent, and used as a name in the corpus."""
-    path = resolve("first-names").files["name_data.json"]
-    raw = json.loads(path.read_text())
+    raw = _name_table(str(resolve("first-names").files["name_data.json"]))
     names = {}
     for key, (n_sources, count, p_female, *_rest) in raw.items():
         if not (key.isalpha() and key.isascii()) or count < min_count or n_sources < 3:
@@ -129,6 +129,11 @@ def load_names(capitalised: Counter, lower: Counter, *, min_count: int = 2000, m
         elif p_female >= 1 - max_ambiguity:
             names[name] = 1
     return names
+
+
+@lru_cache(maxsize=2)
+def _name_table(path: str) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def split_names(names: dict[str, int], seed: int) -> pd.DataFrame:
@@ -150,12 +155,12 @@ def _render(text: str, lexicon: AttributeLexicon, cls_position: int) -> str:
     return lexicon.swap(text, to_class=cls_position)
 
 
-def mine_gender_templates(documents: list[str], names: dict[str, int]) -> list[dict]:
+def mine_gender_templates(documents: list[list[str]], names: dict[str, int]) -> list[dict]:
+    """``documents`` as lists of sentences."""
     lexicon = AttributeLexicon.load("gender")
     pronoun = re.compile(r"\b([Hh]e|[Ss]he)\b")
     found: dict[str, dict] = {}
-    for doc in documents:
-        sents = sentences(doc)
+    for sents in documents:
         for i, sent in enumerate(sents):
             match = pronoun.search(sent)
             if match is None:
@@ -181,13 +186,13 @@ def mine_gender_templates(documents: list[str], names: dict[str, int]) -> list[d
     return list(found.values())
 
 
-def mine_attribute_templates(documents: list[str], classes: FeatureClasses) -> list[dict]:
+def mine_attribute_templates(documents: list[list[str]], classes: FeatureClasses) -> list[dict]:
     """Sentences with exactly one attribute word of the pair; it becomes the target, rendered per class."""
     lexicon = AttributeLexicon.load(classes.bias_type)
     position = {w: (0, i) for i, w in enumerate(classes.words[0])} | {w: (1, i) for i, w in enumerate(classes.words[1])}
     found: dict[str, dict] = {}
-    for doc in documents:
-        for sent in sentences(doc):
+    for sents in documents:
+        for sent in sents:
             hits = [m for m in WORD.finditer(sent) if m.group(0).lower() in position]
             if len(hits) != 1 or len(sent.split()) < 6:
                 continue
@@ -201,15 +206,15 @@ def mine_attribute_templates(documents: list[str], classes: FeatureClasses) -> l
     return list(found.values())
 
 
-def neutral_sentences(documents: list[str], n: int, seed: int) -> list[str]:
+def neutral_sentences(documents: list[list[str]], n: int, seed: int) -> list[str]:
     """Sentences without any attribute word of any bias type (and no name-like gender cue)."""
     words = set()
     for bias_type in ("gender", "race", "religion"):
         words |= set(AttributeLexicon.load(bias_type).index)
     words |= {"he", "she", "his", "her", "him", "hers", "himself", "herself"}
     pool = []
-    for doc in documents:
-        for sent in sentences(doc):
+    for sents in documents:
+        for sent in sents:
             tokens = WORD.findall(sent)
             if 8 <= len(tokens) <= 40 and not any(t.lower() in words for t in tokens):
                 pool.append(sent)
@@ -246,14 +251,15 @@ def build_data(bias_type: str, seed: int, *, pair: tuple[int, int] = (0, 1), n_n
     """Mine templates and names from the corpus (no model involved; see :func:`filter_templates`)."""
     documents = documents if documents is not None else split_documents(load_documents())[0]
     classes = feature_classes(bias_type, pair)
+    split_docs = [sentences(doc) for doc in documents]
     if bias_type == "gender":
         capitalised, lower = corpus_counts(documents)
         gendered = set(AttributeLexicon.load("gender").index)
         names = load_names(capitalised, lower, exclude=gendered)
-        raw = mine_gender_templates(documents, names)
+        raw = mine_gender_templates(split_docs, names)
         name_frame = split_names(names, seed)
     else:
-        raw = mine_attribute_templates(documents, classes)
+        raw = mine_attribute_templates(split_docs, classes)
         name_frame = pd.DataFrame(columns=["name", "cls", "split"])
     if len(raw) < 20:
         raise HarnessError(f"only {len(raw)} {classes.key} templates found in the corpus",
@@ -261,7 +267,7 @@ def build_data(bias_type: str, seed: int, *, pair: tuple[int, int] = (0, 1), n_n
     templates = assign_template_splits(raw, seed)
     if max_templates is not None:  # the cpu protocol: a seeded subset per split, class-balanced where possible
         templates = _cap_templates(templates, max_templates, seed)
-    neutral = neutral_sentences(documents, n_neutral, seed)
+    neutral = neutral_sentences(split_docs, n_neutral, seed)
     info = {"n_templates": int(len(templates)), "n_names": int(len(name_frame)), "seed": seed,
             "pair": list(pair), "max_templates": max_templates}
     return GradiendData(classes, templates, name_frame, neutral, info)

@@ -123,9 +123,18 @@ class Artefacts:
         return chosen["alpha"], self.model.decode(chosen["h"], 0)
 
 
+def prepare_data(lm: LanguageModel, settings: Settings, progress: bool = False) -> GradiendData:
+    """Mine the templates/names/neutral text for ``settings`` and apply the base-model filter."""
+    values = settings.protocol_values()
+    data = build_data(settings.bias_type, settings.seed, pair=settings.pair, n_neutral=values["n_neutral"],
+                      max_templates=values["max_templates"])
+    filter_templates(lm, data, values["filter_names"], settings.seed, progress=progress)
+    return data
+
+
 def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool = False,
-        batch_size: int = 32) -> Artefacts:
-    """Run (or load) the whole workflow for ``lm`` into ``folder``."""
+        batch_size: int = 32, data: GradiendData | None = None) -> Artefacts:
+    """Run (or load) the whole workflow for ``lm`` into ``folder`` (``data``: prepared data to reuse)."""
     folder = Path(folder)
     if (folder / "done.json").is_file():
         return load_artefacts(folder)
@@ -133,9 +142,7 @@ def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool =
     values = settings.protocol_values()
     with atomic_directory(folder) as scratch:
         clock = time.perf_counter()
-        data = build_data(settings.bias_type, settings.seed, pair=settings.pair, n_neutral=values["n_neutral"],
-                          max_templates=values["max_templates"])
-        filter_templates(lm, data, values["filter_names"], settings.seed, progress=progress)
+        data = data if data is not None else prepare_data(lm, settings, progress)
         data.save(scratch / "data")
         timings["data"] = time.perf_counter() - clock
         param_map = select_parameters(lm, settings.include, settings.exclude)

@@ -1,0 +1,193 @@
+"""GRADIEND: gradients against independent computations, the encoder-decoder's training step, the data
+builder, rewrites, and failure behaviour — on the real zoo models and the real corpus."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from methods.gradiend.gradients import GradientEngine, ParamMap, make_batch, select_parameters, target_token
+from methods.gradiend.model import AdamW, Gradiend, Optimiser
+from methods.gradiend.rewrite import rewrite
+
+TEMPLATE = "Mary told the children that [TARGET] would read them a story."
+
+
+@pytest.fixture(scope="module")
+def bert_engine(bert_tiny):
+    return GradientEngine(bert_tiny, select_parameters(bert_tiny))
+
+
+def _masked_nll(model, tokenizer, text: str, word: str) -> torch.Tensor:
+    """−log p(word | text with [MASK]) through the plain HF model and a full log-softmax (independent path)."""
+    enc = tokenizer(text.replace("[TARGET]", tokenizer.mask_token), return_tensors="pt")
+    logits = model(**enc).logits[0]
+    position = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero().item()
+    return -torch.log_softmax(logits[position], -1)[tokenizer.convert_tokens_to_ids(word)]
+
+
+def test_gradients_match_independent_autograd_and_finite_differences(bert_tiny, bert_engine):
+    batch = make_batch(bert_tiny, [TEMPLATE], ["she"], ["he"])
+    grads = bert_engine.gradients(batch, ("factual", "diff", "counterfactual"))
+    model = copy.deepcopy(bert_tiny.model).double()
+    params = dict(model.named_parameters())
+    name = "bert.encoder.layer.1.output.dense.weight"
+    loss_f = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she")
+    loss_c = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he")
+    g_f, = torch.autograd.grad(loss_f, params[name])
+    g_c, = torch.autograd.grad(loss_c, params[name])
+    offset = bert_engine.map.offsets()[bert_engine.map.names.index(name)]
+    flat = slice(offset, offset + g_f.numel())
+    torch.testing.assert_close(grads["factual"][flat], g_f.flatten().float(), rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(grads["diff"][flat], (g_f - g_c).flatten().float(), rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(grads["counterfactual"][flat], g_c.flatten().float(), rtol=1e-3, atol=1e-5)
+    # central finite differences (float64) on the largest entries of the difference gradient
+    top = (g_f - g_c).flatten().abs().topk(3).indices
+    with torch.no_grad():
+        for i in top.tolist():
+            w = params[name].view(-1)
+            eps, keep = 1e-5, w[i].item()
+            w[i] = keep + eps
+            up = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she") - _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he")
+            w[i] = keep - eps
+            down = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she") - _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he")
+            w[i] = keep
+            assert abs(float((up - down) / (2 * eps)) - float(grads["diff"][offset + i])) < 1e-3 * max(1, abs(float(grads["diff"][offset + i])))
+
+
+def test_descending_the_difference_gradient_moves_probability_to_the_factual_word(bert_tiny, bert_engine):
+    """Sign: W − η·∇±W lowers ℓ_she − ℓ_he, i.e. raises p(she)/p(he) for the template."""
+    batch = make_batch(bert_tiny, [TEMPLATE], ["she"], ["he"])
+    diff = bert_engine.gradients(batch, ("diff",))["diff"]
+    before_f, before_c = bert_engine.nll(batch)
+    assert diff.norm() > 0
+    changed = rewrite(bert_tiny, bert_engine.map, diff, alpha=-1e-2 / float(diff.norm()))
+    probe = GradientEngine(changed, bert_engine.map)
+    after_f, after_c = probe.nll(batch)
+    assert float(after_f - after_c) < float(before_f - before_c)
+
+
+def test_directional_encoding_equals_gradient_dot_product(bert_tiny, bert_engine):
+    """The JVP per-example encoding equals W_e·∇ℓ_i computed with one backward per example."""
+    texts = [TEMPLATE, "When John came home, [TARGET] was tired."]
+    words = ["she", "he"]
+    direction = torch.randn(bert_engine.map.dim, generator=torch.Generator().manual_seed(0))
+    jvp = bert_engine.directional(make_batch(bert_tiny, texts, words, words[::-1]), direction)
+    each = [bert_engine.gradients(make_batch(bert_tiny, [t], [w], [w]), ("factual",))["factual"] @ direction
+            for t, w in zip(texts, words)]
+    torch.testing.assert_close(jvp, torch.stack(each), rtol=1e-3, atol=1e-4)
+
+
+def test_causal_target_is_the_leading_space_token_after_the_cut(smollm2):
+    batch = make_batch(smollm2, ["Yesterday Mary said that [TARGET] would come."], ["she"], ["he"])
+    ids = batch.input_ids[0][batch.attention_mask[0].bool()].tolist()
+    assert smollm2.tokenizer.decode(ids).strip() == "Yesterday Mary said that"
+    assert batch.cols.tolist() == [len(ids) - 1]
+    assert batch.factual.item() == smollm2.token_ids([" she"], add_special_tokens=False)[0][0]
+    assert batch.factual.item() != smollm2.token_ids(["she"], add_special_tokens=False)[0][0]
+    assert target_token(smollm2, "He", after_text=False) == smollm2.token_ids(["He"], add_special_tokens=False)[0][0]
+
+
+# -- encoder-decoder ------------------------------------------------------------------------------
+def test_hand_written_step_equals_torch_adamw():
+    dim, seeds = 50, [0, 1]
+    model = Gradiend.init(dim, seeds)
+    params = [t.clone().requires_grad_(True) for t in (model.w_e, model.b_e, model.w_d, model.b_d)]
+    torch_opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=1e-2)
+    ours = Optimiser(model, AdamW(lr=1e-2, weight_decay=1e-2))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, t = torch.randn(dim, generator=gen), torch.randn(dim, generator=gen)
+        w_e, b_e, w_d, b_d = params
+        h = torch.tanh(w_e @ x + b_e)
+        loss = ((h[:, None] * w_d + b_d - t) ** 2).mean(1)
+        torch_opt.zero_grad()
+        loss.sum().backward()
+        torch_opt.step()
+        ours_loss = ours.step(x, t)
+        torch.testing.assert_close(ours_loss, loss.detach())
+    for mine, ref in zip((model.w_e, model.b_e, model.w_d, model.b_d), params):
+        torch.testing.assert_close(mine, ref.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_encoder_learns_a_separable_synthetic_feature_and_normalises_its_sign():
+    from methods.gradiend.evaluation import pearson
+
+    dim, gen = 400, torch.Generator().manual_seed(0)
+    u, v = torch.randn(dim, generator=gen), torch.randn(dim, generator=gen)
+
+    def sample(label):
+        return label * u + 0.3 * torch.randn(dim, generator=gen), label * v
+
+    model = Gradiend.init(dim, [0, 1, 2])
+    opt = Optimiser(model, AdamW(lr=1e-3))
+    for step in range(300):
+        x, t = sample(1.0 if step % 2 == 0 else -1.0)
+        opt.step(x, t)
+    labels = torch.tensor([1.0, -1.0] * 50)
+    h = model.encode(torch.stack([sample(lab)[0] for lab in labels]))  # [100, 3]
+    for row in range(3):
+        assert abs(pearson(h[:, row], labels)) > 0.99
+    flip = h[labels > 0].mean(0) < h[labels < 0].mean(0)
+    decoded = model.decode(0.7, 0)
+    model.flip_(flip)
+    h2 = model.encode(torch.stack([u]))[0]
+    assert (h2 > 0).all()  # the first class encodes positive after normalisation
+    torch.testing.assert_close(model.decode(-0.7 if flip[0] else 0.7, 0), decoded)
+
+
+def test_diverging_training_stops_with_a_clear_error():
+    model = Gradiend.init(10, [0])
+    opt = Optimiser(model, AdamW(lr=1e-3))
+    with pytest.raises(HarnessError, match="diverged at step 1"):
+        opt.step(torch.randn(10), torch.full((10,), float("nan")))
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    model = Gradiend.init(20, [0, 1])
+    model.save(tmp_path / "g.safetensors", {"index": torch.arange(5)})
+    loaded, extra = Gradiend.load(tmp_path / "g.safetensors")
+    torch.testing.assert_close(loaded.w_d, model.w_d)
+    assert extra["index"].tolist() == list(range(5))
+    raw = bytearray((tmp_path / "g.safetensors").read_bytes())
+    raw[-3] ^= 0xFF
+    (tmp_path / "g.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(HarnessError, match="corrupt.*delete"):
+        Gradiend.load(tmp_path / "g.safetensors")
+
+
+# -- rewrite --------------------------------------------------------------------------------------
+def test_rewrite_alpha_zero_is_identical_and_alpha_changes_exactly_the_mapped_weights(bert_tiny, tmp_path):
+    pm = select_parameters(bert_tiny, include=["*.layer.1.*"])
+    pm.index = torch.arange(0, pm.total, 7)
+    delta = torch.linspace(0.1, 1, pm.dim) * torch.tensor([1.0, -1.0, 0.0, 1.0]).repeat(pm.dim // 4 + 1)[:pm.dim]
+    same = rewrite(bert_tiny, pm, delta, alpha=0.0)
+    for (n, a), b in zip(bert_tiny.model.state_dict().items(), same.model.state_dict().values()):
+        assert torch.equal(a, b), n
+    changed = rewrite(bert_tiny, pm, delta, alpha=0.5)
+    before = dict(bert_tiny.model.named_parameters())
+    after = dict(changed.model.named_parameters())
+    flat_before = torch.cat([before[n].detach().flatten() for n in pm.names])
+    flat_after = torch.cat([after[n].detach().flatten() for n in pm.names])
+    moved = (flat_after != flat_before).nonzero().squeeze(1)
+    expected = pm.index[delta != 0]
+    assert torch.equal(moved, expected)
+    torch.testing.assert_close(flat_after[pm.index] - flat_before[pm.index], 0.5 * delta, rtol=0, atol=1e-6)
+    for n in before:
+        if n not in pm.names:
+            assert torch.equal(before[n], after[n]), n
+    changed.save_pretrained(tmp_path / "rewritten")
+    from harness.models import load_model
+
+    reloaded = load_model(str(tmp_path / "rewritten"))
+    for n, p in reloaded.model.named_parameters():
+        torch.testing.assert_close(p, after[n], rtol=0, atol=0)
+
+
+def test_rewrite_rejects_a_mismatched_update(bert_tiny):
+    pm = ParamMap(["bert.encoder.layer.0.output.dense.bias"], [(128,)])
+    with pytest.raises(HarnessError, match="parameter map"):
+        rewrite(bert_tiny, pm, torch.zeros(5), 1.0)
