@@ -113,9 +113,13 @@ def pack_blocks(lm: LanguageModel, documents: Sequence[str], seq_len: int, objec
     return blocks
 
 
-def mask_tokens(blocks: torch.Tensor, lm: LanguageModel, probability: float,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT masking: returns (inputs, chosen) with ``chosen`` the boolean positions that carry the loss."""
+def mask_tokens(blocks: torch.Tensor, lm: LanguageModel, probability: float, generator: torch.Generator,
+                replace_all: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: returns (inputs, chosen) with ``chosen`` the boolean positions that carry the loss.
+
+    ``replace_all`` (evaluation) puts ``[MASK]`` at every chosen position, so held-out accuracy measures
+    masked-token prediction only (the 10 % kept tokens would otherwise be trivially right).
+    """
     tok = lm.tokenizer
     special = torch.zeros_like(blocks, dtype=torch.bool)
     for token_id in {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}:
@@ -123,7 +127,7 @@ def mask_tokens(blocks: torch.Tensor, lm: LanguageModel, probability: float,
             special |= blocks == token_id
     draws = torch.rand(blocks.shape, generator=generator)
     chosen = (draws < probability) & ~special
-    kind = torch.rand(blocks.shape, generator=generator)
+    kind = torch.zeros(blocks.shape) if replace_all else torch.rand(blocks.shape, generator=generator)
     inputs = blocks.clone()
     inputs[chosen & (kind < 0.8)] = tok.mask_token_id
     randomised = chosen & (kind >= 0.8) & (kind < 0.9)
@@ -180,10 +184,10 @@ def _clm_outputs(lm: LanguageModel, inputs: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def batch_loss(lm: LanguageModel, blocks: torch.Tensor, objective: str, probability: float,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               generator: torch.Generator, evaluation: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean loss, logits at the loss positions, their targets) for one batch."""
     if objective == "mlm":
-        inputs, chosen = mask_tokens(blocks, lm, probability, generator)
+        inputs, chosen = mask_tokens(blocks, lm, probability, generator, replace_all=evaluation)
         logits, targets = _mlm_outputs(lm, inputs.to(lm.device), blocks.to(lm.device), chosen.to(lm.device))
     else:
         logits, targets = _clm_outputs(lm, blocks.to(lm.device))
@@ -193,13 +197,18 @@ def batch_loss(lm: LanguageModel, blocks: torch.Tensor, objective: str, probabil
 @torch.no_grad()
 def evaluate(lm: LanguageModel, blocks: torch.Tensor, objective: str, probability: float, seed: int,
              batch_size: int = 64) -> dict[str, float]:
-    """Held-out loss, perplexity, top-1 and top-5 accuracy; the masking is fixed by ``seed``."""
+    r"""Held-out loss, perplexity, top-1 and top-5 accuracy; the masking is fixed by ``seed``.
+
+    Masked LMs: every chosen position is ``[MASK]`` and the perplexity is :math:`\exp` of the mean
+    masked-token cross-entropy; causal LMs: next-token loss at every position.
+    """
     was_training = lm.model.training
     lm.model.eval()
     generator = torch.Generator().manual_seed(seed + 7919)
     total_loss, correct, top5, count = 0.0, 0, 0, 0
     for start in range(0, len(blocks), batch_size):
-        _, logits, targets = batch_loss(lm, blocks[start:start + batch_size], objective, probability, generator)
+        _, logits, targets = batch_loss(lm, blocks[start:start + batch_size], objective, probability, generator,
+                                        evaluation=True)
         total_loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
         best = logits.topk(5, dim=-1).indices
         correct += (best[:, 0] == targets).sum().item()

@@ -32,12 +32,13 @@ def main() -> None:
     parser.add_argument("--corpus", default="corpus-en")
     parser.add_argument("--try", dest="tries", action="append", required=True, help="k=v,... training settings")
     parser.add_argument("--out", default="build/pretraining_sweep.json")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (accuracy per step does not depend on it)")
     args = parser.parse_args()
     train, heldout, _ = corpus_documents(args.corpus)
     results = []
     for spec in args.tries:
         settings = TrainingSettings.from_dict({"eval_every": 50, **parse_try(spec)})
-        lm = load_model(args.model)
+        lm = load_model(args.model, device=args.device)
         started = time.perf_counter()
         report = continue_pretraining(lm, train, heldout, settings, progress=False)
         seconds = time.perf_counter() - started
