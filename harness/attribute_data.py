@@ -46,6 +46,7 @@ class AttributeSet:
     texts: tuple[str, ...]
     labels: tuple[int, ...]
     split: str = "train"
+    documents: tuple[int, ...] = ()  # corpus document index of each text
 
     def counts(self) -> dict[str, int]:
         found = np.bincount(np.asarray(self.labels, dtype=int), minlength=len(self.class_names))
@@ -60,7 +61,7 @@ class AttributeSet:
         relabel = {old: new for new, old in enumerate(c for c in range(len(self.class_names)) if c != drop)}
         return AttributeSet(self.bias_type, tuple(n for n in self.class_names if n != class_name),
                             tuple(self.texts[i] for i in keep), tuple(relabel[self.labels[i]] for i in keep),
-                            self.split)
+                            self.split, tuple(self.documents[i] for i in keep) if self.documents else ())
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,21 @@ class CounterfactualSet:
 
 
 @lru_cache(maxsize=2)
-def sentence_split(split: str) -> tuple[str, ...]:
-    """Unique corpus sentences (5–40 words) of one side of the fixed document split."""
-    from harness.data.corpus import load_documents, sentence_pool, split_documents
+def sentence_split(split: str) -> tuple[tuple[str, int], ...]:
+    """Unique corpus sentences (5–40 words) of one side of the fixed document split, each with the index
+    of its document in :func:`~harness.data.corpus.load_documents` order (for document-grouped splits)."""
+    from harness.data.corpus import is_heldout, load_documents, sentences
 
     if split not in SPLITS:
         raise HarnessError(f"unknown corpus split '{split}'", f"choose one of: {', '.join(SPLITS)}")
-    train, heldout = split_documents(load_documents())
-    return tuple(sentence_pool(train if split == "train" else heldout, min_words=5, max_words=40))
+    found: dict[str, int] = {}
+    for d, document in enumerate(load_documents()):
+        if is_heldout(document) != (split == "heldout"):
+            continue
+        for sentence in sentences(document):
+            if 5 <= len(sentence.split()) <= 40 and " -- " not in sentence:
+                found.setdefault(sentence, d)
+    return tuple(found.items())
 
 
 def class_names(lexicon: AttributeLexicon, grouping: str = "bias-bench") -> tuple[str, ...]:
@@ -116,39 +124,39 @@ def _clip(text: str, lexicon: AttributeLexicon, neutral: bool, rng: random.Rando
 
 def attribute_sentences(bias_type: str, n_per_class: int, seed: int = 0, *, split: str = "train",
                         grouping: str = "bias-bench", clip: bool = True,
-                        lexicon: AttributeLexicon | None = None,
-                        sentences: Sequence[str] | None = None) -> AttributeSet:
+                        lexicon: AttributeLexicon | None = None) -> AttributeSet:
     """Up to ``n_per_class`` sentences per class, deterministic for ``seed`` (see the module docstring).
 
     A class with no sentence at all is an error naming the bias type (its attribute words never occur).
     """
     lexicon = lexicon or AttributeLexicon.load(bias_type)
     names = class_names(lexicon, grouping)
-    pool = list(sentences if sentences is not None else sentence_split(split))
+    pool = list(sentence_split(split))
     rng = random.Random(f"attribute-sentences/{bias_type}/{grouping}/{seed}")
     rng.shuffle(pool)
-    per_class: list[list[str]] = [[] for _ in names]
-    for text in pool:
+    per_class: list[list[tuple[str, int]]] = [[] for _ in names]
+    for text, document in pool:
         label = _label(lexicon, text, grouping)
         if label is None or len(per_class[label]) >= n_per_class:
             continue
-        per_class[label].append(_clip(text, lexicon, label == len(names) - 1, rng) if clip else text)
+        kept = _clip(text, lexicon, label == len(names) - 1, rng) if clip else text
+        per_class[label].append((kept, document))
         if all(len(c) >= n_per_class for c in per_class):
             break
     empty = [name for name, c in zip(names, per_class) if not c]
     if empty:
         raise HarnessError(f"no {split} corpus sentence has {bias_type} attribute words of class(es) "
                            f"{', '.join(empty)}", "check the bias type's words in bias_attribute_words.json")
-    texts = tuple(t for c in per_class for t in c)
+    texts = tuple(t for c in per_class for t, _ in c)
     labels = tuple(i for i, c in enumerate(per_class) for _ in c)
-    return AttributeSet(bias_type, names, texts, labels, split)
+    return AttributeSet(bias_type, names, texts, labels, split, tuple(d for c in per_class for _, d in c))
 
 
 def counterfactual_sets(bias_type: str, n: int | None, seed: int = 0, *, split: str = "train",
                         lexicon: AttributeLexicon | None = None) -> CounterfactualSet:
     """Up to ``n`` (None: all) attribute-bearing sentences, each as one version per class."""
     lexicon = lexicon or AttributeLexicon.load(bias_type)
-    pool = [s for s in sentence_split(split) if lexicon.contains(s)]
+    pool = [s for s, _ in sentence_split(split) if lexicon.contains(s)]
     if not pool:
         raise HarnessError(f"no {split} corpus sentence contains a {bias_type} attribute word",
                            "check the bias type's words in bias_attribute_words.json")
@@ -160,6 +168,47 @@ def counterfactual_sets(bias_type: str, n: int | None, seed: int = 0, *, split: 
 
 
 # -- shared fitting helpers ----------------------------------------------------------------------
+def _features_key(lm, texts: Sequence[str], max_length: int | None) -> str | None:
+    """Hash of what determines the pooled features: weights (spec, checksums, lineage), the hidden hooks
+    (affine ones by value; any other hook disables caching) and the texts. None = do not cache."""
+    import hashlib
+
+    from harness.hooks import AffineHook
+    from harness.variants import model_identity
+
+    digest = hashlib.sha256(json.dumps({"model": model_identity(lm), "lineage": lm.origin.get("lineage", []),
+                                        "max_length": max_length}, sort_keys=True, default=str).encode())
+    for hook in lm.hooks:
+        if not isinstance(hook, AffineHook):
+            return None
+        digest.update(hook.matrix.numpy().tobytes())
+        digest.update(b"" if hook.bias is None else hook.bias.numpy().tobytes())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def encode(lm, texts: Sequence[str], ctx, *, max_length: int | None = None):
+    """Mean-pooled last hidden states [N, H] (float32, hooks applied) of ``texts``, cached on disk under
+    ``<ctx.cache_dir>/features/`` so INLP, LEACE and RLACE fitted on one model encode their data once."""
+    import torch
+    from safetensors.torch import load_file, save
+
+    from harness.atomic import write_bytes_atomic
+
+    key = _features_key(lm, texts, max_length) if getattr(ctx, "cache_dir", None) else None
+    path = Path(ctx.cache_dir) / "features" / f"{key}.safetensors" if key else None
+    if path is not None and path.is_file():
+        try:
+            return load_file(str(path))["features"]
+        except Exception:  # a corrupt cache entry is recomputed, never used
+            path.unlink(missing_ok=True)
+    features = lm.pooled(list(texts), batch_size=ctx.batch_size, max_length=max_length, progress=ctx.progress)
+    if path is not None:
+        write_bytes_atomic(path, save({"features": features.to(torch.float32).contiguous()}))
+    return features
+
+
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Run small dense algebra (eigh, SVMs, probes on d ≤ ~1k) on one thread: barely slower on an idle

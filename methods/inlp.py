@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, majority_rate,
+from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, encode, majority_rate,
                                     probe_accuracy, single_threaded)
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
@@ -94,7 +94,7 @@ class INLP(PostProcessingMethod):
     def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
         started = time.perf_counter()
         data = attribute_sentences(ctx.bias_type, settings["n_per_class"], ctx.seed)
-        x = lm.pooled(data.texts, batch_size=ctx.batch_size, progress=ctx.progress).double().numpy()
+        x = encode(lm, data.texts, ctx).double().numpy()
         y = np.asarray(data.labels)
         train, dev, test = bias_bench_split(len(y), ctx.seed)
         with single_threaded():

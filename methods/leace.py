@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, majority_rate,
+from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, encode, majority_rate,
                                     probe_accuracy)
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
@@ -68,7 +68,7 @@ class LEACE(PostProcessingMethod):
     def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
         started = time.perf_counter()
         data = attribute_sentences(ctx.bias_type, settings["n_per_class"], ctx.seed)
-        x = lm.pooled(data.texts, batch_size=ctx.batch_size, progress=ctx.progress).double()
+        x = encode(lm, data.texts, ctx).double()
         y = np.asarray(data.labels)
         train, dev, test = bias_bench_split(len(y), ctx.seed)
         fit_on = np.concatenate([train, dev])  # closed form: no dev set needed; test stays for the probe

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import cached_hook, counterfactual_sets
+from harness.attribute_data import cached_hook, counterfactual_sets, encode
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
 from harness.registry import register_method
@@ -68,8 +68,7 @@ class SentDebias(PostProcessingMethod):
         versions = []
         for c in range(len(data.class_names)):
             texts = [t[c] for t in data.tuples]
-            versions.append(lm.pooled(texts, batch_size=ctx.batch_size, max_length=MAX_LENGTH,
-                                      progress=ctx.progress).double().numpy())
+            versions.append(encode(lm, texts, ctx, max_length=MAX_LENGTH).double().numpy())
         directions, explained = bias_subspace(versions, settings["n_components"])
         matrix = np.eye(directions.shape[1]) - directions.T @ directions
         notes = {**settings, "n_tuples": len(data.tuples), "classes": list(data.class_names),
