@@ -135,3 +135,20 @@ def test_failed_recipe_build_leaves_no_cache_entry(tmp_path, private_cache):
     entry = catalog.entry("zoo:tiny-recipe")
     assert not catalog.cache_path(entry).exists()
     assert not list(catalog.cache_path(entry).parent.glob(".tiny-recipe*"))
+
+
+@pytest.mark.slow
+def test_bert_tiny_mlm_recipe_predicts_english_and_shows_gender_bias(mirror):
+    """The real recipe (builds once, ≤ 10 min on 2 cores; cached afterwards)."""
+    from harness.models.catalog import model_catalog
+
+    report = model_catalog().build_report("zoo:bert-tiny-mlm")
+    assert report["final"]["accuracy"] >= 0.25
+    probe = report["occupation_probe"]
+    assert probe["engineer"]["log_odds_he_she"] > 1.0 and probe["mechanic"]["log_odds_he_she"] > 1.0
+    assert probe["receptionist"]["log_odds_he_she"] < probe["engineer"]["log_odds_he_she"]
+    lm = load_model("zoo:bert-tiny-mlm")
+    batch = lm.tokenize(["Paris is the capital of [MASK]."])
+    rows, cols = (batch["input_ids"] == lm.tokenizer.mask_token_id).nonzero(as_tuple=True)
+    best = lm.token_log_probs(batch["input_ids"], batch["attention_mask"], (rows, cols)).argmax(-1)
+    assert lm.tokenizer.decode(best).strip() != ""
