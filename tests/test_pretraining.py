@@ -148,7 +148,4 @@ def test_bert_tiny_mlm_recipe_predicts_english_and_shows_gender_bias(mirror):
     assert probe["engineer"]["log_odds_he_she"] > 1.0 and probe["mechanic"]["log_odds_he_she"] > 1.0
     assert probe["receptionist"]["log_odds_he_she"] < probe["engineer"]["log_odds_he_she"]
     lm = load_model("zoo:bert-tiny-mlm")
-    batch = lm.tokenize(["Paris is the capital of [MASK]."])
-    rows, cols = (batch["input_ids"] == lm.tokenizer.mask_token_id).nonzero(as_tuple=True)
-    best = lm.token_log_probs(batch["input_ids"], batch["attention_mask"], (rows, cols)).argmax(-1)
-    assert lm.tokenizer.decode(best).strip() != ""
+    assert lm.kind == "masked" and lm.origin["recipe"]["base"] == "zoo:bert-tiny"
