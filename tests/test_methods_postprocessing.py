@@ -300,3 +300,45 @@ def test_representation_methods_fit_on_smollm2(name, smollm2, tmp_path, mirror):
         assert method.notes["probe_accuracy_after"] < method.notes["probe_accuracy_before"]
     if name == "inlp":
         assert method.notes["iterations"] == 10  # causal LMs: bias-bench's GPT-2 setting
+
+
+def _grid(tmp_path, variants, method_options=None):
+    from harness.config import parse_config
+
+    return parse_config({
+        "name": "pp", "models": ["zoo:bert-tiny"], "variants": variants, "seeds": [0],
+        "benchmarks": [{"name": "seat", "options": {"tests": ["sent-weat6"], "n_permutations": 1000}},
+                       {"name": "lm-quality", "options": {"n_sentences": 40, "resamples": 200}}],
+        "results_dir": str(tmp_path / "runs"), "method_options": method_options or {}})
+
+
+def test_selfdebias_runs_in_the_pipeline_and_seat_is_not_applicable(tmp_path, mirror):
+    from harness.pipeline import run_experiment
+    from harness.records import read_record
+
+    summary = run_experiment(_grid(tmp_path, ["selfdebias"]), progress=False)
+    records = {r.benchmark: r for r in map(read_record, summary.written)}
+    assert records["seat"].status == "not_applicable" and records["seat"].scores == {}
+    assert "only changes token predictions" in records["seat"].details["reason"]
+    assert records["lm-quality"].status == "ok" and records["lm-quality"].scores["accuracy"].n == 40
+    assert records["lm-quality"].variant_steps[0]["notes"]["prefix_tokens"][0] > 5
+
+
+@pytest.mark.slow
+def test_every_post_processing_method_writes_records_in_a_grid(tmp_path, mirror):
+    from harness.pipeline import run_experiment
+    from harness.records import read_record
+
+    options = {"inlp": {"n_per_class": 300, "iterations": 10}, "leace": {"n_per_class": 300},
+               "rlace": {"n_per_class": 300, "steps": 500}, "sentdebias": {"n_examples": 200}}
+    variants = ["inlp", "sentdebias", "leace", "rlace", "selfdebias"]
+    summary = run_experiment(_grid(tmp_path, variants, options), progress=False)
+    records = [read_record(p) for p in summary.written]
+    assert len(records) == 2 * len(variants)
+    for record in records:
+        expected = "not_applicable" if (record.variant, record.benchmark) == ("selfdebias", "seat") else "ok"
+        assert record.status == expected, (record.variant, record.benchmark, record.details)
+        assert record.variant_steps[0]["method"] == record.variant and record.protocol == "cpu"
+    again = run_experiment(_grid(tmp_path, variants, options), progress=False, force=True)
+    hits = {read_record(p).variant: read_record(p).variant_steps[0]["notes"].get("cache_hit") for p in again.written}
+    assert all(hits[v] for v in ("inlp", "sentdebias", "leace", "rlace"))
