@@ -58,7 +58,7 @@ def test_demo_config_is_valid():
     from conftest import PROJECT_ROOT
 
     config = load_config(PROJECT_ROOT / "configs" / "demo.yaml")
-    assert config.models == ["zoo:bert-tiny"] and expand(config)
+    assert config.models == ["zoo:bert-tiny-mlm"] and expand(config)
 
 
 def test_hash_ignores_execution_options():
