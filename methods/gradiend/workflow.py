@@ -139,73 +139,109 @@ def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool =
     if (folder / "done.json").is_file():
         return load_artefacts(folder)
     timings: dict[str, float] = {}
-    values = settings.protocol_values()
     with atomic_directory(folder) as scratch:
         clock = time.perf_counter()
         data = data if data is not None else prepare_data(lm, settings, progress)
         data.save(scratch / "data")
         timings["data"] = time.perf_counter() - clock
-        param_map = select_parameters(lm, settings.include, settings.exclude)
-        engine = GradientEngine(lm, param_map, bf16=settings.bf16)
+        engine, result, model = step_train(lm, settings, data, scratch, batch_size=batch_size, progress=progress,
+                                           timings=timings)
         clock = time.perf_counter()
-        fraction = settings.pre_prune
-        if fraction == "auto":
-            per_dim = 4 * 9 * len(settings.seeds)  # W_e, W_d, b_d and two AdamW moments each, fp32
-            fraction = None if param_map.total * per_dim <= MEMORY_BUDGET else MEMORY_BUDGET / (param_map.total * per_dim)
-        if fraction is not None and fraction < 1:
-            param_map.index = pre_prune(engine, data, float(fraction), 8, settings.seed, batch_size)
-        timings["pre_prune"] = time.perf_counter() - clock
-        n_train = len(data.split("train"))
-        steps = settings.max_steps or values["max_steps"] or max(150, 3 * n_train // batch_size)
-        config = TrainConfig(tuple(settings.seeds), settings.lr, batch_size=batch_size, max_steps=steps,
-                             eval_every=min(250, max(10, steps // 6)) if settings.protocol == "full" else 20,
-                             source=settings.source, target=settings.target)
-        val_probe = EncoderProbe(engine, class_examples(data, "val", settings.seed, values["eval_examples"]))
-        clock = time.perf_counter()
-        result = train(engine, data, config, val_probe.correlations, data_seed=settings.seed, progress=progress)
-        timings["train"] = time.perf_counter() - clock
-        model = result.model.row(result.selected)
-        if settings.post_prune is not None and settings.post_prune < 1:
-            keep = torch.topk(model.w_d[0].abs(), max(1, int(settings.post_prune * model.dim))).indices.sort().values
-            model.prune_(keep)
-            param_map.index = keep if param_map.index is None else param_map.index[keep]
-        index = param_map.index if param_map.index is not None else torch.empty(0, dtype=torch.long)
-        result.model.meta = model.meta = {"param_map": param_map.to_json(), "settings": asdict(settings)}
-        result.model.save(scratch / "all_seeds.safetensors", {"index": index})
-        model.save(scratch / "gradiend.safetensors", {"index": index})
-        write_json_atomic(scratch / "training.json", {"config": asdict(config), **result.summary(),
-                                                     "history": result.history, "protocol": settings.protocol})
-        plot_convergence(result, scratch / "convergence.png")
-        # encoder on the test split (unseen names) and neutral text
-        clock = time.perf_counter()
-        test = class_examples(data, "test", settings.seed)
-        neutral = neutral_examples(data.neutral, settings.seed, values["neutral_eval"])
-        examples = type(test)(*(getattr(test, f) + getattr(neutral, f) for f in ("texts", "factual", "counterfactual", "labels")))
-        engine_eval = engine if settings.post_prune is None else GradientEngine(lm, param_map, bf16=settings.bf16)
-        h = EncoderProbe(engine_eval, examples).encode(model, 0, progress)
-        labels = torch.tensor(examples.labels)
-        encoder = {"split": "test", "protocol": settings.protocol, **encoder_metrics(h, labels)}
+        encoder = step_encoder(engine, settings, data, model, scratch, progress=progress)
         timings["encoder_eval"] = time.perf_counter() - clock
-        write_json_atomic(scratch / "encoder.json", encoder)
-        plot_distribution(h, labels, data.classes.names, scratch / "encoder_test.png",
-                          f"{lm.spec} {data.classes.key}: test names unseen, r={encoder['pearson']:.3f}")
-        # decoder grid on val prompts + neutral LMS sentences
         clock = time.perf_counter()
-        prompts = class_examples(data, "val", settings.seed + 1, values["prompt_examples"])
-        lms_text = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
-        grid = DecoderGrid(engine_eval, prompts, lms_text, settings.seed).run(
-            model, 0, values["feature_factors"], values["alphas"], progress)
+        step_decoder(engine, settings, data, model, scratch, progress=progress)
         timings["decoder_eval"] = time.perf_counter() - clock
-        grid.to_csv(scratch / "decoder_grid.csv", index=False)
-        plot_grid(grid, scratch / "decoder_grid.png", f"{lm.spec} {data.classes.key} ({settings.protocol})")
-        selection = {rule: {m: select(grid, m, rule) for m in METRICS} for rule in ("product", "lms-threshold")}
-        write_json_atomic(scratch / "selection.json", selection)
         summary = {"protocol": settings.protocol, "classes": list(data.classes.names), "data": data.info,
-                   "parameters": {"selected": param_map.total, "trained": param_map.dim},
+                   "parameters": {"selected": engine.map.total, "trained": engine.map.dim},
                    "training": result.summary(), "encoder": encoder,
                    "seconds": {k: round(v, 2) for k, v in timings.items()}}
         write_json_atomic(scratch / "done.json", summary)
     return load_artefacts(folder)
+
+
+def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder: Path, *, batch_size: int = 32,
+               progress: bool = False, timings: dict | None = None) -> tuple[GradientEngine, TrainResult, Gradiend]:
+    """Pre-prune, train every seed, post-prune; writes the checkpoints, training.json, convergence.png."""
+    timings = timings if timings is not None else {}
+    values = settings.protocol_values()
+    param_map = select_parameters(lm, settings.include, settings.exclude)
+    engine = GradientEngine(lm, param_map, bf16=settings.bf16)
+    clock = time.perf_counter()
+    fraction = settings.pre_prune
+    if fraction == "auto":
+        per_dim = 4 * 9 * len(settings.seeds)  # W_e, W_d, b_d and two AdamW moments each, fp32
+        fraction = None if param_map.total * per_dim <= MEMORY_BUDGET else MEMORY_BUDGET / (param_map.total * per_dim)
+    if fraction is not None and fraction < 1:
+        param_map.index = pre_prune(engine, data, float(fraction), 8, settings.seed, batch_size)
+    timings["pre_prune"] = time.perf_counter() - clock
+    n_train = len(data.split("train"))
+    steps = settings.max_steps or values["max_steps"] or max(150, 3 * n_train // batch_size)
+    config = TrainConfig(tuple(settings.seeds), settings.lr, batch_size=batch_size, max_steps=steps,
+                         eval_every=min(250, max(10, steps // 6)) if settings.protocol == "full" else 20,
+                         source=settings.source, target=settings.target)
+    val_probe = EncoderProbe(engine, class_examples(data, "val", settings.seed, values["eval_examples"]))
+    clock = time.perf_counter()
+    result = train(engine, data, config, val_probe.correlations, data_seed=settings.seed, progress=progress)
+    timings["train"] = time.perf_counter() - clock
+    model = result.model.row(result.selected)
+    if settings.post_prune is not None and settings.post_prune < 1:
+        keep = torch.topk(model.w_d[0].abs(), max(1, int(settings.post_prune * model.dim))).indices.sort().values
+        model.prune_(keep)
+        param_map.index = keep if param_map.index is None else param_map.index[keep]  # the engine shares this map
+    index = param_map.index if param_map.index is not None else torch.empty(0, dtype=torch.long)
+    result.model.meta = model.meta = {"param_map": param_map.to_json(), "settings": asdict(settings)}
+    if settings.post_prune is None:
+        result.model.save(folder / "all_seeds.safetensors", {"index": index})
+    model.save(folder / "gradiend.safetensors", {"index": index})
+    write_json_atomic(folder / "training.json", {"config": asdict(config), **result.summary(),
+                                                 "history": result.history, "protocol": settings.protocol})
+    plot_convergence(result, folder / "convergence.png")
+    return engine, result, model
+
+
+def step_encoder(engine: GradientEngine, settings: Settings, data: GradiendData, model: Gradiend, folder: Path,
+                 *, progress: bool = False) -> dict:
+    """Encoder on the test split (unseen names) and neutral text; writes encoder.json and encoder_test.png."""
+    values = settings.protocol_values()
+    test = class_examples(data, "test", settings.seed)
+    neutral = neutral_examples(data.neutral, settings.seed, values["neutral_eval"])
+    examples = type(test)(*(getattr(test, f) + getattr(neutral, f) for f in ("texts", "factual", "counterfactual", "labels")))
+    h = EncoderProbe(engine, examples).encode(model, 0, progress)
+    labels = torch.tensor(examples.labels)
+    encoder = {"split": "test", "protocol": settings.protocol, **encoder_metrics(h, labels)}
+    write_json_atomic(folder / "encoder.json", encoder)
+    plot_distribution(h, labels, data.classes.names, folder / "encoder_test.png",
+                      f"{engine.lm.spec} {data.classes.key}: test names unseen, r={encoder['pearson']:.3f}")
+    return encoder
+
+
+def step_decoder(engine: GradientEngine, settings: Settings, data: GradiendData, model: Gradiend, folder: Path,
+                 *, progress: bool = False) -> dict:
+    """Decoder grid on val prompts + neutral LMS sentences; writes decoder_grid.csv/png and selection.json."""
+    values = settings.protocol_values()
+    prompts = class_examples(data, "val", settings.seed + 1, values["prompt_examples"])
+    lms_text = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
+    grid = DecoderGrid(engine, prompts, lms_text, settings.seed).run(
+        model, 0, values["feature_factors"], values["alphas"], progress)
+    grid.to_csv(folder / "decoder_grid.csv", index=False)
+    plot_grid(grid, folder / "decoder_grid.png", f"{engine.lm.spec} {data.classes.key} ({settings.protocol})")
+    selection = {rule: {m: select(grid, m, rule) for m in METRICS} for rule in ("product", "lms-threshold")}
+    write_json_atomic(folder / "selection.json", selection)
+    return selection
+
+
+def load_trained(folder: Path) -> tuple[Gradiend, ParamMap]:
+    """The selected seed's checkpoint and its parameter map from ``folder``."""
+    folder = Path(folder)
+    model, extra = Gradiend.load(folder / "gradiend.safetensors")
+    pm = model.meta["param_map"]
+    index = extra.get("index")
+    param_map = ParamMap(pm["names"], [tuple(s) for s in pm["shapes"]], index if index is not None and index.numel() else None)
+    if param_map.dim != model.dim:
+        raise HarnessError(f"GRADIEND checkpoint {folder / 'gradiend.safetensors'} does not match its parameter map",
+                           f"delete {folder} and run again")
+    return model, param_map
 
 
 def load_artefacts(folder: Path) -> Artefacts:
@@ -216,12 +252,7 @@ def load_artefacts(folder: Path) -> Artefacts:
         selection = json.loads((folder / "selection.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise HarnessError(f"GRADIEND artefacts in {folder} are incomplete or corrupt ({type(exc).__name__})", fix) from None
-    model, extra = Gradiend.load(folder / "gradiend.safetensors")
-    pm = model.meta["param_map"]
-    index = extra.get("index")
-    param_map = ParamMap(pm["names"], [tuple(s) for s in pm["shapes"]], index if index is not None and index.numel() else None)
-    if param_map.dim != model.dim:
-        raise HarnessError(f"GRADIEND checkpoint {folder / 'gradiend.safetensors'} does not match its parameter map", fix)
+    model, param_map = load_trained(folder)
     return Artefacts(folder, param_map, model, selection, summary)
 
 

@@ -1,0 +1,176 @@
+"""``gradiend-bench gradiend ...``: the GRADIEND workflow step by step in one folder.
+
+    gradiend-bench gradiend data         --model zoo:bert-tiny --dir runs/g   [--bias-type gender] [--protocol cpu]
+    gradiend-bench gradiend train        --dir runs/g [--max-steps N] [--seeds 0 1 2] [--pre-prune F] [--bf16]
+    gradiend-bench gradiend eval-encoder --dir runs/g
+    gradiend-bench gradiend eval-decoder --dir runs/g
+    gradiend-bench gradiend rewrite      --dir runs/g --metric bpi [--rule product] --out models/debiased
+    gradiend-bench gradiend compare      runs/g runs/g-race [--top-k 1000] --out overlap.png
+
+``data`` writes ``settings.json`` (model, bias type, protocol, seed, ...) and ``data/``; later steps read them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from harness.atomic import write_json_atomic
+from harness.errors import HarnessError
+
+
+def _settings(folder: Path):
+    from methods.gradiend.workflow import Settings
+
+    path = folder / "settings.json"
+    if not path.is_file():
+        raise HarnessError(f"{folder} has no settings.json", f"run `gradiend-bench gradiend data --dir {folder} ...` first")
+    raw = json.loads(path.read_text())
+    model = raw.pop("model")
+    known = {f.name for f in fields(Settings)}
+    raw = {k: tuple(v) if isinstance(v, list) and k in ("pair", "seeds") else v for k, v in raw.items() if k in known}
+    return model, Settings(**raw)
+
+
+def _engine(folder: Path):
+    from harness.models import load_model
+    from methods.gradiend.data import GradiendData
+    from methods.gradiend.gradients import GradientEngine
+    from methods.gradiend.workflow import load_trained
+
+    model_spec, settings = _settings(folder)
+    lm = load_model(model_spec)
+    gradiend, param_map = load_trained(folder)
+    return lm, settings, GradiendData.load(folder / "data"), GradientEngine(lm, param_map, bf16=settings.bf16), gradiend
+
+
+def cmd_data(args) -> int:
+    from harness.models import load_model
+    from methods.gradiend.workflow import Settings, prepare_data
+
+    folder = Path(args.dir)
+    settings = Settings(bias_type=args.bias_type, pair=tuple(args.pair), protocol=args.protocol, seed=args.seed)
+    data = prepare_data(load_model(args.model), settings, progress=True)
+    data.save(folder / "data")
+    write_json_atomic(folder / "settings.json", {"model": args.model, **asdict(settings)})
+    kept = int(data.templates["kept"].sum())
+    print(f"{kept} of {len(data.templates)} templates kept, {len(data.names)} names, {len(data.neutral)} neutral "
+          f"sentences -> {folder / 'data'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from harness.models import load_model
+    from methods.gradiend.data import GradiendData
+    from methods.gradiend.workflow import step_train
+
+    folder = Path(args.dir)
+    model_spec, settings = _settings(folder)
+    for key in ("max_steps", "pre_prune", "post_prune", "lr"):
+        if getattr(args, key) is not None:
+            setattr(settings, key, getattr(args, key))
+    if args.seeds:
+        settings.seeds = tuple(args.seeds)
+    settings.bf16 = settings.bf16 or args.bf16
+    write_json_atomic(folder / "settings.json", {"model": model_spec, **asdict(settings)})
+    _, result, _ = step_train(load_model(model_spec), settings, GradiendData.load(folder / "data"), folder,
+                              progress=True)
+    for s in result.seeds:
+        print(f"seed {s.seed}: val r={s.best_correlation:.3f} at step {s.best_step}, converged={s.converged}")
+    print(f"selected seed {result.seeds[result.selected].seed}; checkpoint {folder / 'gradiend.safetensors'}")
+    return 0
+
+
+def cmd_eval_encoder(args) -> int:
+    from methods.gradiend.workflow import step_encoder
+
+    folder = Path(args.dir)
+    _, settings, data, engine, gradiend = _engine(folder)
+    metrics = step_encoder(engine, settings, data, gradiend, folder, progress=True)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_eval_decoder(args) -> int:
+    from methods.gradiend.workflow import step_decoder
+
+    folder = Path(args.dir)
+    _, settings, data, engine, gradiend = _engine(folder)
+    selection = step_decoder(engine, settings, data, gradiend, folder, progress=True)
+    for rule, chosen in selection.items():
+        for metric, c in chosen.items():
+            print(f"{rule:14s} {metric}: h*={c['h']:+g} alpha={c['alpha']:+g} {metric}={c['value']:.4f} "
+                  f"(base {c['base_value']:.4f}) lms={c['lms']:.4f} (base {c['base_lms']:.4f})")
+    return 0
+
+
+def cmd_rewrite(args) -> int:
+    from harness.models import load_model
+    from methods.gradiend.rewrite import rewrite
+    from methods.gradiend.workflow import load_trained
+
+    folder = Path(args.dir)
+    model_spec, _ = _settings(folder)
+    selection_path = folder / "selection.json"
+    if not selection_path.is_file():
+        raise HarnessError(f"{folder} has no selection.json", "run `gradiend-bench gradiend eval-decoder` first")
+    chosen = json.loads(selection_path.read_text())[args.rule][args.metric]
+    gradiend, param_map = load_trained(folder)
+    out = rewrite(load_model(model_spec), param_map, gradiend.decode(chosen["h"], 0), chosen["alpha"])
+    out.save_pretrained(args.out)
+    print(f"W + {chosen['alpha']:g}·dec({chosen['h']:g}) saved to {args.out} (loads with load_model or from_pretrained)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from methods.gradiend.comparison import overlap_matrix, plot_overlap
+    from methods.gradiend.workflow import load_trained
+
+    runs = [load_trained(Path(d)) for d in args.dirs]
+    matrix = overlap_matrix(runs, args.top_k)
+    labels = [Path(d).name for d in args.dirs]
+    for label, row in zip(labels, matrix):
+        print(f"{label:24s} " + " ".join(f"{v:.3f}" for v in row))
+    if args.out:
+        plot_overlap(matrix, labels, Path(args.out), args.top_k)
+        print(f"heatmap: {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    group = subparsers.add_parser("gradiend", help="GRADIEND workflow: data, train, eval, rewrite, compare")
+    actions = group.add_subparsers(dest="action", required=True)
+    data = actions.add_parser("data", help="mine templates/names/neutral text and filter with the base model")
+    data.add_argument("--model", required=True)
+    data.add_argument("--dir", required=True)
+    data.add_argument("--bias-type", default="gender", choices=("gender", "race", "religion"))
+    data.add_argument("--pair", nargs=2, type=int, default=[0, 1], help="class positions for race/religion")
+    data.add_argument("--protocol", default="cpu", choices=("cpu", "full"))
+    data.add_argument("--seed", type=int, default=0)
+    data.set_defaults(func=cmd_data)
+    train = actions.add_parser("train", help="train the encoder-decoder (all seeds, best kept)")
+    train.add_argument("--dir", required=True)
+    train.add_argument("--max-steps", type=int)
+    train.add_argument("--seeds", type=int, nargs="+")
+    train.add_argument("--lr", type=float)
+    train.add_argument("--pre-prune", type=float, help="fraction of weights kept by |mean ∇±W|")
+    train.add_argument("--post-prune", type=float, help="fraction kept by |W_d| after training")
+    train.add_argument("--bf16", action="store_true")
+    train.set_defaults(func=cmd_train)
+    for name, func, text in (("eval-encoder", cmd_eval_encoder, "encoder metrics and distribution plot (test split)"),
+                             ("eval-decoder", cmd_eval_decoder, "h* x alpha grid, heatmap and selection")):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--dir", required=True)
+        p.set_defaults(func=func)
+    rw = actions.add_parser("rewrite", help="save the selected rewrite with save_pretrained")
+    rw.add_argument("--dir", required=True)
+    rw.add_argument("--metric", default="bpi", choices=("bpi", "fpi", "mpi"))
+    rw.add_argument("--rule", default="product", choices=("product", "lms-threshold"))
+    rw.add_argument("--out", required=True)
+    rw.set_defaults(func=cmd_rewrite)
+    cmp = actions.add_parser("compare", help="top-k decoder weight overlap between runs")
+    cmp.add_argument("dirs", nargs="+")
+    cmp.add_argument("--top-k", type=int, default=1000)
+    cmp.add_argument("--out")
+    cmp.set_defaults(func=cmd_compare)
