@@ -179,7 +179,7 @@ class GradientEngine:
     def _take(self) -> torch.Tensor:
         if self.grad.data_ptr() != self._grad_ptr or any(p.grad is None for p in self.params[:1]):
             raise RuntimeError("autograd replaced a gradient view; the flat gradient buffer is stale")
-        if not torch.isfinite(self.grad).all():
+        if not torch.isfinite(self.grad.sum()):  # one reduction: any NaN/inf makes the sum non-finite
             raise HarnessError("a gradient of the language model is not finite (NaN/inf)",
                                "check the model weights, or disable bf16 autocast (option bf16: false)")
         return (self.grad if self.map.index is None else self.grad[self.map.index]).clone()
@@ -202,7 +202,6 @@ class GradientEngine:
         else:
             loss_c.backward()
             out["counterfactual"] = self._take()
-        self.grad.zero_()
         return out
 
     def directional(self, batch: TargetBatch, tangent: torch.Tensor) -> torch.Tensor:

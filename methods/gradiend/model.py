@@ -46,13 +46,21 @@ class AdamW:
     eps: float = 1e-8
 
     def update_(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int) -> None:
-        """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments), in place."""
+        """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments), in place, on
+        contiguous tensors: torch's fused kernel (one pass) where available, else the same math op by op."""
         b1, b2 = self.betas
+        if _FUSED is not None:
+            _FUSED([p], [g], [m], [v], [], [torch.tensor(float(step))], lr=self.lr, beta1=b1, beta2=b2,
+                   weight_decay=self.weight_decay, eps=self.eps, amsgrad=False, maximize=False)
+            return
         p.mul_(1 - self.lr * self.weight_decay)
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         denom = (v.sqrt() / math.sqrt(1 - b2 ** step)).add_(self.eps)
         p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** step))
+
+
+_FUSED = getattr(torch, "_fused_adamw_", None)
 
 
 @dataclass
@@ -155,23 +163,25 @@ class Optimiser:
         loss = torch.zeros_like(h)
         grad_h = torch.zeros_like(h)
         (m_wd, v_wd), (m_bd, v_bd) = self.state["w_d"], self.state["b_d"]
-        for lo in range(0, n, CHUNK):
-            hi = min(n, lo + CHUNK)
-            r = torch.addcmul(mdl.b_d[:, lo:hi], h[:, None], mdl.w_d[:, lo:hi]).sub_(target[lo:hi])
-            loss += r.square().sum(1)
-            grad_h += (mdl.w_d[:, lo:hi] * r).sum(1)  # before W_d changes
-            r.mul_(2.0 / n)
-            opt.update_(mdl.b_d[:, lo:hi], r, m_bd[:, lo:hi], v_bd[:, lo:hi], t)
-            opt.update_(mdl.w_d[:, lo:hi], r.mul_(h[:, None]), m_wd[:, lo:hi], v_wd[:, lo:hi], t)
+        (m_we, v_we), (m_be, v_be) = self.state["w_e"], self.state["b_e"]
+        for s in range(len(mdl.seeds)):  # rows and chunks are contiguous, as the fused kernel needs
+            for lo in range(0, n, CHUNK):
+                hi = min(n, lo + CHUNK)
+                w_d = mdl.w_d[s, lo:hi]
+                r = torch.addcmul(mdl.b_d[s, lo:hi], w_d, h[s]).sub_(target[lo:hi])
+                loss[s] += r.dot(r)
+                grad_h[s] += w_d.dot(r)  # before W_d changes
+                r.mul_(2.0 / n)
+                opt.update_(mdl.b_d[s, lo:hi], r, m_bd[s, lo:hi], v_bd[s, lo:hi], t)
+                opt.update_(w_d, r.mul_(h[s]), m_wd[s, lo:hi], v_wd[s, lo:hi], t)
         loss /= n
         if not torch.isfinite(loss).all():
             raise HarnessError(f"GRADIEND training diverged at step {t} (loss {loss.tolist()})",
                                "lower the learning rate (option lr) or check the gradients for NaN/inf")
         grad_z = grad_h.mul_(2.0 / n).mul_(1 - h * h)  # [S]
-        (m_we, v_we), (m_be, v_be) = self.state["w_e"], self.state["b_e"]
-        for lo in range(0, n, CHUNK):
-            hi = min(n, lo + CHUNK)
-            g = grad_z[:, None] * x[None, lo:hi]
-            opt.update_(mdl.w_e[:, lo:hi], g, m_we[:, lo:hi], v_we[:, lo:hi], t)
-        opt.update_(mdl.b_e, grad_z.clone(), m_be, v_be, t)
+        for s in range(len(mdl.seeds)):
+            for lo in range(0, n, CHUNK):
+                hi = min(n, lo + CHUNK)
+                opt.update_(mdl.w_e[s, lo:hi], x[lo:hi] * grad_z[s], m_we[s, lo:hi], v_we[s, lo:hi], t)
+            opt.update_(mdl.b_e[s:s + 1], grad_z[s:s + 1].clone(), m_be[s:s + 1], v_be[s:s + 1], t)
         return loss

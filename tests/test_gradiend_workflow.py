@@ -1,0 +1,63 @@
+"""End-to-end GRADIEND runs on zoo:bert-tiny: the adapters through apply_variant (cached and shared between
+gradiend/-fpi/-mpi) and the CLI workflow. Slow (a few minutes on 2 cores): part of the benchmark suite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.api import RunContext
+from harness.cli import main as cli_main
+from harness.errors import HarnessError
+from harness.variants import apply_variant, parse_variant
+
+pytestmark = pytest.mark.slow
+
+FAST = {"max_steps": 20, "seeds": [0, 1]}
+
+
+def test_adapters_train_once_select_and_rewrite_a_copy(bert_tiny, mirror, tmp_path):
+    ctx = RunContext(seed=0, protocol="cpu", bias_type="gender", cache_dir=tmp_path, progress=False)
+    before = {n: p.detach().clone() for n, p in bert_tiny.model.named_parameters()}
+    debiased, log = apply_variant(bert_tiny, parse_variant("gradiend", {"gradiend": FAST}), ctx)
+    notes = log[0]["notes"]
+    assert notes["protocol"] == "cpu" and not notes["reused_cached_training"]
+    assert abs(notes["encoder_test"]["pearson"]) >= 0.8  # unseen test names
+    assert notes["selection"]["metric"] == "bpi"
+    for n, p in bert_tiny.model.named_parameters():  # the input model is untouched
+        assert torch.equal(p, before[n]), n
+    changed = [n for n, p in debiased.model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and all(n.startswith("bert.") for n in changed)
+    female, flog = apply_variant(bert_tiny, parse_variant("gradiend-fpi", {"gradiend-fpi": FAST}), ctx)
+    assert flog[0]["notes"]["reused_cached_training"]  # one training shared by the three variants
+    assert flog[0]["notes"]["selection"]["metric"] == "fpi"
+    folder = notes["artefacts"]
+    for name in ("encoder_test.png", "decoder_grid.png", "convergence.png", "decoder_grid.csv", "data/templates.parquet"):
+        assert (tmp_path / folder.split(str(tmp_path) + "/")[1] / name).is_file()
+
+
+def test_corrupt_cached_checkpoint_is_reported_with_path_and_fix(bert_tiny, mirror, tmp_path):
+    ctx = RunContext(seed=0, protocol="cpu", bias_type="gender", cache_dir=tmp_path, progress=False)
+    _, log = apply_variant(bert_tiny, parse_variant("gradiend", {"gradiend": FAST}), ctx)
+    checkpoint = next(tmp_path.rglob("gradiend.safetensors"))
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-10])
+    with pytest.raises(HarnessError, match=f"{checkpoint}.*corrupt.*delete"):
+        apply_variant(bert_tiny, parse_variant("gradiend", {"gradiend": FAST}), ctx)
+
+
+def test_cli_workflow_data_train_evaluate_rewrite_compare(mirror, tmp_path, capsys):
+    run = str(tmp_path / "g")
+    assert cli_main(["gradiend", "data", "--model", "zoo:bert-tiny", "--dir", run]) == 0
+    assert cli_main(["gradiend", "train", "--dir", run, "--max-steps", "20", "--seeds", "0"]) == 0
+    assert cli_main(["gradiend", "eval-encoder", "--dir", run]) == 0
+    encoder = json.loads((tmp_path / "g" / "encoder.json").read_text())
+    assert encoder["pearson"] > 0.8 and encoder["mean_first"] > 0 > encoder["mean_second"]
+    assert cli_main(["gradiend", "eval-decoder", "--dir", run]) == 0
+    assert cli_main(["gradiend", "rewrite", "--dir", run, "--metric", "mpi", "--out", str(tmp_path / "model")]) == 0
+    from harness.models import load_model
+
+    assert load_model(str(tmp_path / "model")).kind == "masked"
+    assert cli_main(["gradiend", "compare", run, run, "--top-k", "100", "--out", str(tmp_path / "o.png")]) == 0
+    assert "1.000" in capsys.readouterr().out and (tmp_path / "o.png").is_file()
