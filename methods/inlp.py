@@ -13,7 +13,9 @@ and each classifier is trained on data projected by the P of the previous iterat
 :math:`h' = P h` to every token's final hidden state (an :class:`~harness.hooks.AffineHook`).
 
 Protocols: ``full`` = bias-bench (10,000 sentences per class where the corpus allows, 80 classifiers;
-10 for causal LMs as bias-bench's GPT-2); ``cpu`` = 2,500 per class, same classifier counts.
+10 for causal LMs as bias-bench's GPT-2); ``cpu`` = 2,500 per class, the same classifier counts, but
+stopping once a classifier is at the dev majority rate: 80 rounds of 3 one-vs-rest directions would
+remove all 128 dimensions of bert-tiny (P = 0), which bias-bench's 768-dimensional models never reach.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from harness.progress import progress as progress_bar
 from harness.registry import register_method
 
 PROTOCOL_SETTINGS = {
-    "full": {"n_per_class": 10000, "iterations_masked": 80, "iterations_causal": 10},
-    "cpu": {"n_per_class": 2500, "iterations_masked": 80, "iterations_causal": 10},
+    "full": {"n_per_class": 10000, "iterations_masked": 80, "iterations_causal": 10, "stop_at_majority": False},
+    "cpu": {"n_per_class": 2500, "iterations_masked": 80, "iterations_causal": 10, "stop_at_majority": True},
 }
 
 
@@ -50,22 +52,29 @@ def rowspace_projection(matrix: np.ndarray) -> np.ndarray:
 
 
 def nullspace_projection(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray,
-                         iterations: int, *, C: float = 1.0, seed: int = 0,
+                         iterations: int, *, C: float = 1.0, seed: int = 0, stop_at_majority: bool = False,
                          progress: bool = False) -> tuple[np.ndarray, list[float]]:
-    """INLP's projection and each classifier's dev accuracy (on the features it was trained on)."""
+    """INLP's projection and each classifier's dev accuracy (on the features it was trained on).
+
+    ``stop_at_majority``: stop once a classifier is no better than the dev majority rate + 1 point (its
+    row space is then noise, and removing more only destroys information); bias-bench never stops.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
     dim = x_train.shape[1]
+    majority = np.bincount(y_dev).max() / len(y_dev)
     removed = np.zeros((dim, dim))
     projection = np.eye(dim)
-    accuracies = []
+    accuracies: list[float] = []
     for _ in progress_bar(range(iterations), progress, "INLP classifiers"):
         classifier = LinearSVC(fit_intercept=False, class_weight=None, dual=False, C=C, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             classifier.fit(x_train @ projection, y_train)  # projection is symmetric
         accuracies.append(float(classifier.score(x_dev @ projection, y_dev)))
+        if stop_at_majority and accuracies[-1] <= majority + 0.01:
+            break
         removed += rowspace_projection(classifier.coef_)
         projection = np.eye(dim) - rowspace_projection(removed)
     return projection, accuracies
@@ -73,18 +82,21 @@ def nullspace_projection(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.nda
 
 @register_method("inlp")
 class INLP(PostProcessingMethod):
-    """Options: ``n_per_class`` and ``iterations`` (None = the protocol's value), ``C`` (LinearSVC)."""
+    """Options: ``n_per_class``, ``iterations`` and ``stop_at_majority`` (None = the protocol's value),
+    ``C`` (LinearSVC)."""
 
     version = 1
     acts_on = "representations"
-    default_options = {"n_per_class": None, "iterations": None, "C": 1.0}
+    default_options = {"n_per_class": None, "iterations": None, "C": 1.0, "stop_at_majority": None}
 
     def settings(self, lm: LanguageModel, ctx: RunContext) -> dict[str, Any]:
         base = PROTOCOL_SETTINGS["full" if ctx.protocol == "full" else "cpu"]
         iterations = self.options["iterations"] or base[f"iterations_{lm.kind}"]
         return {"protocol": "full" if ctx.protocol == "full" else "cpu",
                 "n_per_class": int(self.options["n_per_class"] or base["n_per_class"]),
-                "iterations": int(iterations), "C": float(self.options["C"])}
+                "iterations": int(iterations), "C": float(self.options["C"]),
+                "stop_at_majority": bool(base["stop_at_majority"] if self.options["stop_at_majority"] is None
+                                         else self.options["stop_at_majority"])}
 
     def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
         settings = self.settings(lm, ctx)
@@ -99,10 +111,12 @@ class INLP(PostProcessingMethod):
         train, dev, test = bias_bench_split(len(y), ctx.seed)
         with single_threaded():
             projection, accuracies = nullspace_projection(x[train], y[train], x[dev], y[dev], settings["iterations"],
-                                                          C=settings["C"], seed=ctx.seed, progress=ctx.progress)
+                                                          C=settings["C"], seed=ctx.seed, progress=ctx.progress,
+                                                          stop_at_majority=settings["stop_at_majority"])
         fit_train = np.concatenate([train, dev])
         notes = {**settings, "classes": data.counts(), "n_sentences": len(y),
                  "rank_removed": int(round(x.shape[1] - np.trace(projection))),
+                 "classifiers_trained": len(accuracies),
                  "dev_accuracy_first": accuracies[0], "dev_accuracy_last": accuracies[-1],
                  "majority_rate_test": majority_rate(y[test]),
                  "probe_accuracy_before": probe_accuracy(x[fit_train], y[fit_train], x[test], y[test], ctx.seed),
