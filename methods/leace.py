@@ -58,7 +58,8 @@ class LEACE(PostProcessingMethod):
         protocol = "full" if ctx.protocol == "full" else "cpu"
         return {"protocol": protocol,
                 "n_per_class": int(self.options["n_per_class"] or PROTOCOL_SETTINGS[protocol]["n_per_class"]),
-                "affine": bool(self.options["affine"]), "constrain_cov_trace": bool(self.options["constrain_cov_trace"])}
+                "affine": bool(self.options["affine"]),
+                "constrain_cov_trace": bool(self.options["constrain_cov_trace"])}
 
     def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
         settings = self.settings(ctx)

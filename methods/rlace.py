@@ -114,7 +114,8 @@ def solve_game(x: np.ndarray, y: np.ndarray, *, rank: int = 1, steps: int = 1500
         if step % evaluate_every == 0 or step == steps - 1:
             projected = features[eval_rows] @ top_projection(relaxed.detach(), rank)
             probe_loss, accuracy = _probe_loss(projected.numpy(), y[eval_rows], seed)
-            log["evaluations"].append({"step": step, "probe_loss": round(probe_loss, 4), "accuracy": round(accuracy, 4)})
+            log["evaluations"].append({"step": step, "probe_loss": round(probe_loss, 4),
+                                       "accuracy": round(accuracy, 4)})
             if probe_loss > best_loss:
                 best, best_loss = relaxed.detach().clone(), probe_loss
             if abs(accuracy - majority) < epsilon:

@@ -19,7 +19,7 @@ are "not applicable". Nothing is fitted; ``cpu`` and ``full`` are the same.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,6 +45,10 @@ def insert_prefix(lm: LanguageModel, input_ids: torch.Tensor, attention_mask: to
     k = len(prefix)
     if k == 0:
         return input_ids, attention_mask, positions
+    limit = getattr(lm.model.config, "max_position_embeddings", None)
+    if limit is not None and input_ids.shape[1] + k > limit:
+        raise HarnessError(f"selfdebias: {input_ids.shape[1]} tokens plus a {k}-token prefix exceed {lm.spec}'s "
+                           f"{limit} positions", "score shorter texts or use a shorter prefix")
     block = torch.tensor(prefix, dtype=input_ids.dtype, device=input_ids.device).expand(input_ids.shape[0], k)
     special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), device=input_ids.device)
     after_special = torch.isin(input_ids[:, 0], special)  # [B]
@@ -70,12 +74,10 @@ class SelfDebiasHook:
     prefixes: list[list[int]]
     decay_constant: float = 50.0
     epsilon: float = 0.01
-    calls: int = field(default=0, compare=False)
 
     @torch.no_grad()
     def __call__(self, lm: LanguageModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  positions: tuple[torch.Tensor, torch.Tensor], log_probs: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
         biased = None
         for prefix in self.prefixes:  # one batched forward pass per prefix, LM head only at the scored rows
             ids, mask, moved = insert_prefix(lm, input_ids, attention_mask, positions, prefix)

@@ -258,7 +258,8 @@ def _check_prefix_insertion(lm, texts):
     rows, cols = (mask[:, 1:] > 0).nonzero(as_tuple=True)
     prefix = lm.tokenizer(DEBIASING_PREFIXES["gender"], add_special_tokens=False)["input_ids"]
     new_ids, new_mask, (new_rows, new_cols) = insert_prefix(lm, ids, mask, (rows, cols), prefix)
-    assert new_ids.shape == (ids.shape[0], ids.shape[1] + len(prefix)) and new_mask.sum() == mask.sum() + 2 * len(prefix)
+    assert new_ids.shape == (ids.shape[0], ids.shape[1] + len(prefix))
+    assert new_mask.sum() == mask.sum() + ids.shape[0] * len(prefix)
     scored = cols + 1 if lm.kind == "causal" else cols  # the token each row's distribution is about
     moved = new_cols + 1 if lm.kind == "causal" else new_cols
     assert torch.equal(new_ids[new_rows, moved], ids[rows, scored])
