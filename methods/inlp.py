@@ -82,7 +82,9 @@ def nullspace_projection(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.nda
 
 @register_method("inlp")
 class INLP(PostProcessingMethod):
-    """Options: ``n_per_class``, ``iterations`` and ``stop_at_majority`` (None = the protocol's value),
+    """INLP: iterative nullspace projection of attribute classifiers (Ravfogel et al. 2020; bias-bench).
+
+    Options: ``n_per_class``, ``iterations`` and ``stop_at_majority`` (None = the protocol's value),
     ``C`` (LinearSVC)."""
 
     version = 1

@@ -47,7 +47,9 @@ def leace_hook(x: torch.Tensor, labels: torch.Tensor, n_classes: int, **fitter_o
 
 @register_method("leace")
 class LEACE(PostProcessingMethod):
-    """Options: ``n_per_class`` (None = the protocol's value), ``affine`` (keep the mean term),
+    """LEACE: least-squares concept erasure, the full affine eraser (Belrose et al. 2023; concept-erasure).
+
+    Options: ``n_per_class`` (None = the protocol's value), ``affine`` (keep the mean term),
     ``constrain_cov_trace`` (concept-erasure's safeguard against growing variance; default on)."""
 
     version = 1

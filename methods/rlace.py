@@ -126,7 +126,9 @@ def solve_game(x: np.ndarray, y: np.ndarray, *, rank: int = 1, steps: int = 1500
 
 @register_method("rlace")
 class RLACE(PostProcessingMethod):
-    """Options: ``rank``, ``steps``/``evaluate_every``/``n_per_class`` (None = the protocol's value),
+    """RLACE: relaxed linear adversarial concept erasure, rank-1 projection (Ravfogel et al. 2022).
+
+    Options: ``rank``, ``steps``/``evaluate_every``/``n_per_class`` (None = the protocol's value),
     ``batch_size``, ``lr``, ``weight_decay``, ``epsilon`` (stop when the probe is this close to majority)."""
 
     version = 1

@@ -93,7 +93,9 @@ class SelfDebiasHook:
 
 @register_method("selfdebias")
 class SelfDebias(PostProcessingMethod):
-    """Options: ``prefixes`` (None = bias-bench's prompt for the bias type), ``decay_constant`` (λ),
+    """Self-Debias: damp tokens a debiasing prefix makes likelier (Schick et al. 2021; bias-bench prompts).
+
+    Options: ``prefixes`` (None = bias-bench's prompt for the bias type), ``decay_constant`` (λ),
     ``epsilon`` (the smallest factor)."""
 
     version = 1

@@ -45,7 +45,9 @@ def bias_subspace(versions: list[np.ndarray], n_components: int) -> tuple[np.nda
 
 @register_method("sentdebias")
 class SentDebias(PostProcessingMethod):
-    """Options: ``n_examples`` (None = the protocol's value; 0 = all sentences), ``n_components``."""
+    """SentDebias: remove the counterfactual pairs' principal bias direction (Liang et al. 2020; bias-bench).
+
+    Options: ``n_examples`` (None = the protocol's value; 0 = all sentences), ``n_components``."""
 
     version = 1
     acts_on = "representations"
