@@ -26,18 +26,20 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_PY = ROOT / ".venv-reference" / "bin" / "python"
 
 
-def prepare(model: str, folder: Path, max_templates: int) -> None:
+def prepare(model: str, folder: Path, max_templates: int, filter_names: int) -> None:
     """Save the model and the filled examples (masked text, split, cls, he, she) into ``folder``."""
     import random
 
     import pandas as pd
 
     from harness.models import load_model
-    from methods.gradiend.workflow import Settings, prepare_data
+    from methods.gradiend.data import build_data
+    from methods.gradiend.workflow import filter_templates
 
     lm = load_model(model)
     lm.save_pretrained(folder / "model")
-    data = prepare_data(lm, Settings(protocol="cpu"))
+    data = build_data("gender", 0, n_neutral=0, max_templates=max_templates or None)  # all templates by default
+    filter_templates(lm, data, filter_names, 0)
     rng = random.Random(0)
     rows = []
     for split in ("train", "val", "test"):
@@ -47,7 +49,7 @@ def prepare(model: str, folder: Path, max_templates: int) -> None:
                 text = t[f"text_{cls}"].replace("[NAME]", name).replace("[TARGET]", "[MASK]")
                 rows.append({"masked": text, "split": "validation" if split == "val" else split,
                              "cls": ("male", "female")[cls], "male": t["target_0"], "female": t["target_1"]})
-    frame = pd.DataFrame(rows[: max_templates * 2] if max_templates else rows)
+    frame = pd.DataFrame(rows)
     frame.to_parquet(folder / "data.parquet", index=False)
 
 
@@ -72,6 +74,7 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool) -> Non
     data = GradiendData(feature_classes("gender"), templates, pd.DataFrame(columns=["name", "cls", "split"]), [])
     started = time.perf_counter()
     engine = GradientEngine(lm, select_parameters(lm), bf16=bf16)
+    del lm  # the engine holds its own copy; the loaded one would only add to the peak
     setup = time.perf_counter() - started
     started = time.perf_counter()
     result = train(engine, data, TrainConfig(seeds=(0,), batch_size=batch, max_steps=steps), None)
@@ -114,7 +117,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32, help="the reference's batch size")
     parser.add_argument("--ours-batch", type=int, default=None, help="our batch size (default: --batch)")
-    parser.add_argument("--max-examples", type=int, default=0, help="cap on templates (0: all of the cpu protocol's)")
+    parser.add_argument("--max-templates", type=int, default=0, help="cap on templates (0: all)")
+    parser.add_argument("--filter-names", type=int, default=2, help="train names per class in the base-model filter")
     parser.add_argument("--side", choices=("both", "ours", "reference"), default="both")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for our gradients")
     parser.add_argument("--work", default=None, help="folder for the model copy, data and results (default: temp)")
@@ -126,7 +130,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="gradiend-vs-ref-"))
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "data.parquet").exists():
-        prepare(args.model, work, args.max_examples)
+        prepare(args.model, work, args.max_templates, args.filter_names)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     rows = []
     if args.side in ("both", "ours"):

@@ -160,6 +160,7 @@ class GradientEngine:
             p.data = self.flat[off:off + n].view_as(p)
             p.grad = self.grad[off:off + n].view_as(p)
         self._grad_ptr = self.grad.data_ptr()
+        self._outputs: dict[str, torch.Tensor] = {}
 
     # -- losses -------------------------------------------------------------------------------------
     def _autocast(self):
@@ -176,16 +177,23 @@ class GradientEngine:
         nll_c = log_z - logits.gather(1, batch.counterfactual[:, None]).squeeze(1)
         return nll_f, nll_c
 
-    def _take(self) -> torch.Tensor:
+    def _take(self, key: str) -> torch.Tensor:
         if self.grad.data_ptr() != self._grad_ptr or any(p.grad is None for p in self.params[:1]):
             raise RuntimeError("autograd replaced a gradient view; the flat gradient buffer is stale")
         if not torch.isfinite(self.grad.sum()):  # one reduction: any NaN/inf makes the sum non-finite
             raise HarnessError("a gradient of the language model is not finite (NaN/inf)",
                                "check the model weights, or disable bf16 autocast (option bf16: false)")
-        return (self.grad if self.map.index is None else self.grad[self.map.index]).clone()
+        # copied into a buffer reused across calls (fresh allocations each step only fragment the heap)
+        out = self._outputs.get(key)
+        if out is None or out.numel() != self.map.dim:
+            out = self._outputs[key] = torch.empty(self.map.dim, dtype=self.grad.dtype)
+        return out.copy_(self.grad) if self.map.index is None else torch.index_select(self.grad, 0, self.map.index, out=out)
 
     def gradients(self, batch: TargetBatch, need: tuple[str, ...] = ("factual", "diff")) -> dict[str, torch.Tensor]:
-        """Flat gradients (on the kept positions) named in ``need``: factual, counterfactual, diff."""
+        """Flat gradients (on the kept positions) named in ``need``: factual, counterfactual, diff.
+
+        The returned tensors are buffers that the next call overwrites: use or copy them before then.
+        """
         nll_f, nll_c = self._nll(batch)
         loss_f, loss_c = nll_f.mean(), nll_c.mean()
         out: dict[str, torch.Tensor] = {}
@@ -193,15 +201,15 @@ class GradientEngine:
         if "factual" in need or "diff" in need:
             loss_f.backward(retain_graph="diff" in need or "counterfactual" in need)
             if "factual" in need:
-                out["factual"] = self._take()
+                out["factual"] = self._take("factual")
             if "diff" in need:
                 (-loss_c).backward(retain_graph="counterfactual" in need)
-                out["diff"] = self._take()
+                out["diff"] = self._take("diff")
                 if "counterfactual" in need:
                     out["counterfactual"] = out["factual"] - out["diff"]
         else:
             loss_c.backward()
-            out["counterfactual"] = self._take()
+            out["counterfactual"] = self._take("counterfactual")
         return out
 
     def directional(self, batch: TargetBatch, tangent: torch.Tensor) -> torch.Tensor:
@@ -215,13 +223,19 @@ class GradientEngine:
         tangents = {n: full[o:o + k].view_as(p) for n, p, o, k in
                     zip(self.map.names, self.params, self.map.offsets(), self.map.numels)}
         model = self.lm.model
+        prefix = model.base_model_prefix + "."
+        tied = self._tied_head_weight()
 
         def loss_rows(weights):
-            # the full model, so a head tied to the embeddings sees the direction too (BERT, SmolLM2)
+            # the body, then the head only at the target rows; a head tied to the embeddings (BERT,
+            # SmolLM2) gets the embedding's dual tensor, so the direction reaches it as in the full model
+            body = {n[len(prefix):]: w for n, w in weights.items()}
             with self._autocast():
-                logits = functional_call(model, weights, args=(), strict=False, kwargs={
-                    "input_ids": batch.input_ids, "attention_mask": batch.attention_mask}).logits
-            logits = logits[batch.rows, batch.cols].float()
+                hidden = functional_call(model.base_model, body, args=(), strict=False, kwargs={
+                    "input_ids": batch.input_ids, "attention_mask": batch.attention_mask}).last_hidden_state
+                head, head_name = self._head_module()
+                override = {head_name: weights[tied]} if tied in weights else {}
+                logits = functional_call(head, override, (hidden[batch.rows, batch.cols],), strict=False).float()
             return torch.logsumexp(logits, -1) - logits.gather(1, batch.factual[:, None]).squeeze(1)
 
         previous = model.config._attn_implementation
@@ -231,6 +245,18 @@ class GradientEngine:
         finally:
             model.set_attn_implementation(previous)
         return derivative.detach()
+
+    def _head_module(self) -> tuple[torch.nn.Module, str]:
+        """The LM head as used by :meth:`LanguageModel.logits` and the name of its output-embedding weight."""
+        model = self.lm.model
+        if self.lm.kind == "masked" and hasattr(model, "cls"):
+            return model.cls, "predictions.decoder.weight"
+        return model.get_output_embeddings(), "weight"
+
+    def _tied_head_weight(self) -> str | None:
+        """Name of the selected parameter that is also the LM head's weight (tied embeddings), if any."""
+        head_weight = self.lm.model.get_output_embeddings().weight
+        return next((n for n, p in zip(self.map.names, self.params) if p is head_weight), None)
 
     @torch.no_grad()
     def nll(self, batch: TargetBatch) -> tuple[torch.Tensor, torch.Tensor]:
