@@ -291,11 +291,11 @@ def test_selfdebias_on_a_causal_lm(smollm2):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["inlp", "leace", "rlace", "sentdebias"])
-def test_representation_methods_fit_on_smollm2(name, smollm2, tmp_path, mirror):
+def test_representation_methods_fit_on_smollm2(name, smollm2, method_cache):
     options = {"inlp": {"n_per_class": 300}, "leace": {"n_per_class": 300}, "rlace": {"n_per_class": 300},
                "sentdebias": {"n_examples": 200}}[name]
     method = get_method(name)(**options)
-    hook = method.fit(smollm2, _ctx(tmp_path))
+    hook = method.fit(smollm2, _ctx(method_cache))  # the shared feature cache: one encoding for three methods
     assert isinstance(hook, AffineHook) and hook.dim == smollm2.hidden_size
     if name != "sentdebias":
         assert method.notes["probe_accuracy_after"] < method.notes["probe_accuracy_before"]
