@@ -31,7 +31,22 @@ from harness.progress import progress as progress_bar
 from harness.variants import weights_identity
 
 ENCODER_VERSION = 1  # bump when the input construction or pooling changes
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def resolve_precision(lm: LanguageModel, precision: str) -> str:
+    """``auto``: bfloat16 autocast on a CPU with bf16 matrix units (AMX / AVX512-BF16) for models with
+    hidden size ≥ 512 — about 5× faster there for SmolLM2-135M — else float32 (small models gain nothing,
+    and on a GPU float32 is fast enough and exact)."""
+    if precision != "auto":
+        return precision
+    if lm.device.type != "cpu" or lm.hidden_size < 512:
+        return "float32"
+    try:
+        fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        fast = False
+    return "bfloat16" if fast else "float32"
 
 
 def has_pair_template(tokenizer) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.glue_encode import PRECISIONS, features
+from benchmarks.glue_encode import PRECISIONS, features, resolve_precision
 from benchmarks.glue_tasks import Split, TaskSpec, load_task
 from benchmarks.probe import bootstrap_task, fit_probe, majority_predictions, sample_rows
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
@@ -39,7 +39,7 @@ class GlueSuite(Benchmark):
     headline = ("score",)
     execution_options = ("batch_size",)
     default_options = {"protocol": "auto", "tasks": None, "max_train": 2000, "max_length": 128,
-                       "precision": "bfloat16", "batch_size": 64, "resamples": 1000,
+                       "precision": "auto", "batch_size": 64, "resamples": 1000,
                        "finetune_max_train": 1000, "finetune_seeds": [0, 1, 2], "lr": 2e-5, "train_batch_size": 32}
 
     # -- options -------------------------------------------------------------------------------------
@@ -80,9 +80,9 @@ class GlueSuite(Benchmark):
                evals: dict[str, Split]) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
         rows = sample_rows(train, spec, self.options["max_train"], ctx.seed)
         sample = train.take(rows)
+        precision = resolve_precision(lm, self.options["precision"])
         settings = dict(cache_dir=ctx.cache_dir, max_length=self.options["max_length"],
-                        batch_size=self.options["batch_size"], precision=self.options["precision"],
-                        progress=ctx.progress)
+                        batch_size=self.options["batch_size"], precision=precision, progress=ctx.progress)
         x_train, how = features(lm, sample.first, sample.second, **settings)
         x_eval = {}
         for name, split in evals.items():
@@ -161,7 +161,7 @@ class GlueSuite(Benchmark):
         mean = float(np.mean([scores[name].value for name in per_task]))
         scores = {"score": Score(mean, float(low), float(high), len(per_task)), **scores}
         details = {"protocol": protocol, "tasks": list(per_task), "unavailable": unavailable, "per_task": per_task,
-                   "precision": self.options["precision"] if protocol == "probe" else "float32",
+                   "precision": resolve_precision(lm, self.options["precision"]) if protocol == "probe" else "float32",
                    "note": "probe numbers are not comparable with published fine-tuning numbers"
                    if protocol == "probe" else "fine-tuned"}
         return BenchmarkResult(scores, details=details, protocol=protocol)
