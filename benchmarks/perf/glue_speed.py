@@ -29,16 +29,18 @@ def projection_hook(dim: int, seed: int = 0):
     return AffineHook(torch.eye(dim) - torch.outer(v, v))
 
 
-def run_suites(lm, suites, cache: Path, precision: str, progress: bool) -> dict[str, tuple[float, dict]]:
+def run_suites(lm, suites, cache: Path, precision: str, progress: bool) -> dict[str, tuple[float, float, object]]:
+    """Per suite: (wall seconds, process CPU seconds, result). CPU seconds / threads is what the wall time
+    would be on otherwise idle cores, a figure that contention from other processes does not inflate."""
     from harness.api import RunContext
     from harness.registry import get_benchmark
 
     out = {}
     for suite in suites:
         ctx = RunContext(cache_dir=cache, progress=progress)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = get_benchmark(suite)(precision=precision).run(lm, ctx)
-        out[suite] = (time.perf_counter() - started, result)
+        out[suite] = (time.perf_counter() - started, time.process_time() - cpu, result)
     return out
 
 
@@ -61,11 +63,13 @@ def main() -> None:
             warm = run_suites(lm, args.suites, Path(tmp), args.precision, args.progress)
             lm.clear_hooks()
         for label, runs in (("cold (encode + cache)", cold), ("variant (cached features + hook)", warm)):
-            total = sum(t for t, _ in runs.values())
-            print(f"\n{spec} {label}: {total:.1f} s, load average now {os.getloadavg()}")
-            for suite, (seconds, result) in runs.items():
+            total, cpu = sum(r[0] for r in runs.values()), sum(r[1] for r in runs.values())
+            print(f"\n{spec} {label}: {total:.1f} s wall, {cpu:.1f} s CPU (/{torch.get_num_threads()} threads = "
+                  f"{cpu / torch.get_num_threads():.1f} s), load average now {os.getloadavg()}")
+            for suite, (seconds, cpu, result) in runs.items():
                 tasks = result.details["per_task"]
-                print(f"  {suite}: {seconds:.1f} s, score {result.scores['score'].value:.2f}; unavailable: "
+                print(f"  {suite}: {seconds:.1f} s wall, {cpu:.1f} s CPU, precision {result.details['precision']}, "
+                      f"score {result.scores['score'].value:.2f}; unavailable: "
                       f"{', '.join(result.details['unavailable']) or 'none'}")
                 for task, info in tasks.items():
                     print(f"    {task:8s} {info['seconds']:7.1f} s  {info['features']:8s} score {info['score']:6.2f} "
