@@ -147,7 +147,8 @@ class GlueSuite(Benchmark):
             n_eval = sum(len(s) for s in evals.values())
             scores[spec.name] = Score(value, float(low), float(high), n_eval)
             draws.append(draw)
-            per_task[spec.name] = {"metric": spec.metric, "score": value, "eval_splits": {k: len(v) for k, v in evals.items()},
+            per_task[spec.name] = {"metric": spec.metric, "score": value,
+                                   "eval_splits": {k: len(v) for k, v in evals.items()},
                                    "train_available": len(train), "source": resolved.source,
                                    "seconds": round(time.perf_counter() - started, 2), **info}
             if majority:

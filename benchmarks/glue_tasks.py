@@ -89,7 +89,8 @@ _TSV_COLUMNS = {"sst2": ("sentence", None, "label"), "mrpc": ("#1 String", "#2 S
                 "wnli": ("sentence1", "sentence2", "label"), "mnli": ("sentence1", "sentence2", "gold_label")}
 _HUB_FIELDS = {"cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
                "qqp": ("question1", "question2"), "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
-               "rte": ("sentence1", "sentence2"), "stsb": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2")}
+               "rte": ("sentence1", "sentence2"), "stsb": ("sentence1", "sentence2"),
+               "wnli": ("sentence1", "sentence2")}
 COPA_QUESTIONS = {"cause": "What was the cause of this?", "effect": "What happened as a result?"}
 
 

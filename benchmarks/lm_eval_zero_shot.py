@@ -179,7 +179,8 @@ class ZeroShotSuite(Benchmark):
             raise HarnessError(f"{self.name} has no task(s) {', '.join(unknown) or '(none given)'}",
                                f"choose from: {', '.join(self.tasks)}")
         if self.options["backend"] not in ("auto", "hf", "harness"):
-            raise HarnessError(f"{self.name} option 'backend' is {self.options['backend']!r}", "choose auto, hf or harness")
+            raise HarnessError(f"{self.name} option 'backend' is {self.options['backend']!r}",
+                               "choose auto, hf or harness")
         root = Path(ctx.cache_dir or Path.cwd() / ".cache") / "lm_eval" / self.name
         package = Path(lm_eval.tasks.__file__).parent
         unavailable, local, docs = {}, {}, {}
