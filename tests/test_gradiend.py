@@ -191,3 +191,35 @@ def test_rewrite_rejects_a_mismatched_update(bert_tiny):
     pm = ParamMap(["bert.encoder.layer.0.output.dense.bias"], [(128,)])
     with pytest.raises(HarnessError, match="parameter map"):
         rewrite(bert_tiny, pm, torch.zeros(5), 1.0)
+
+
+# -- adapters and comparison ----------------------------------------------------------------------
+def test_adapters_are_registered_and_validate_options():
+    from harness.api import RunContext
+    from harness.registry import get_method
+
+    for name, metric in (("gradiend", "bpi"), ("gradiend-fpi", "fpi"), ("gradiend-mpi", "mpi")):
+        cls = get_method(name)
+        assert cls.kind == "weight" and cls.metric == metric
+    with pytest.raises(HarnessError, match="no option"):
+        get_method("gradiend")(steps=3)
+    with pytest.raises(HarnessError, match="rule"):
+        get_method("gradiend")(rule="best").settings(RunContext())
+    settings = get_method("gradiend")(max_steps=7).settings(RunContext(protocol="probe", seed=3))
+    assert (settings.protocol, settings.seed, settings.max_steps) == ("cpu", 3, 7)
+
+
+def test_top_k_overlap_identifies_weights_by_name_across_parameter_maps():
+    from methods.gradiend.comparison import overlap_matrix, top_k_keys
+
+    full = ParamMap(["a", "b"], [(4,), (6,)])
+    pruned = ParamMap(["a", "b"], [(4,), (6,)], index=torch.tensor([1, 5, 9]))
+    g_full, g_pruned = Gradiend.init(10, [0]), Gradiend.init(3, [0])
+    g_full.w_d[0] = torch.tensor([0, 9, 1, 0, 0, 8, 0, 0, 0, 0.0])  # top-3: a[1], b[1], a[2]
+    g_pruned.w_d[0] = torch.tensor([5.0, -7.0, 0.1])  # positions 1, 5, 9 -> top-2: b[1], a[1]
+    assert top_k_keys(g_full, full, 2) == {("a", 1), ("b", 1)}
+    assert top_k_keys(g_pruned, pruned, 2) == {("a", 1), ("b", 1)}
+    matrix = overlap_matrix([(g_full, full), (g_pruned, pruned)], 3)
+    assert matrix[0, 1] == pytest.approx(2 / 3) and matrix[0, 0] == 1.0
+    with pytest.raises(HarnessError, match="top-k"):
+        top_k_keys(g_pruned, pruned, 4)
