@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.glue_encode import PRECISIONS, features, resolve_precision
+from benchmarks.glue_encode import PRECISIONS, features, release_encoder, resolve_precision
 from benchmarks.glue_tasks import Split, TaskSpec, load_task
 from benchmarks.probe import bootstrap_task, fit_probe, majority_predictions, sample_rows
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
@@ -111,14 +111,7 @@ class GlueSuite(Benchmark):
         return preds, {"train_examples": len(rows), "seeds": list(self.options["finetune_seeds"]),
                        "epochs": settings.epochs, "training": losses}
 
-    # -- the suite -----------------------------------------------------------------------------------
-    def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
-        self._validate()
-        protocol = self.protocol(ctx)
-        specs = self.selected()
-        scores: dict[str, Score] = {}
-        per_task: dict[str, Any] = {}
-        unavailable: dict[str, str] = {}
+    def _tasks(self, lm, ctx, protocol, specs, scores, per_task, unavailable) -> list[np.ndarray]:
         draws = []
         for spec in specs:
             try:
@@ -153,6 +146,20 @@ class GlueSuite(Benchmark):
                                    "seconds": round(time.perf_counter() - started, 2), **info}
             if majority:
                 per_task[spec.name]["majority_baseline"] = float(np.mean(majority)) * 100
+        return draws
+
+    # -- the suite -----------------------------------------------------------------------------------
+    def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
+        self._validate()
+        protocol = self.protocol(ctx)
+        specs = self.selected()
+        scores: dict[str, Score] = {}
+        per_task: dict[str, Any] = {}
+        unavailable: dict[str, str] = {}
+        try:
+            draws = self._tasks(lm, ctx, protocol, specs, scores, per_task, unavailable)
+        finally:
+            release_encoder(lm)
         if not draws:
             raise HarnessError(f"{self.name}: no task has data here (" +
                                "; ".join(f"{k}: {v}" for k, v in unavailable.items()) + ")",

@@ -250,3 +250,16 @@ def test_finetune_trains_one_real_step(bert_tiny, mirror, task):
     assert log.steps == 1 and len(log.losses) == 1 and math.isfinite(log.losses[0])
     assert preds["validation"].shape == (6,)
     assert all(torch.equal(before[k], v) for k, v in bert_tiny.backbone_parameters().items())  # a clone trained
+
+
+def test_bfloat16_encoder_is_a_copy_close_to_float32(bert_tiny):
+    from benchmarks.glue_encode import release_encoder, resolve_precision
+
+    texts = ["The nurse said she would come.", "A man is playing a guitar on stage."]
+    weight = next(bert_tiny.model.parameters()).detach().clone()
+    full = encode(bert_tiny, texts, None)
+    half = encode(bert_tiny, texts, None, precision="bfloat16")
+    release_encoder(bert_tiny)
+    assert next(bert_tiny.model.parameters()).dtype == torch.float32 and torch.equal(next(bert_tiny.model.parameters()), weight)
+    assert torch.nn.functional.cosine_similarity(full, half).min() > 0.99 and not torch.equal(full, half)
+    assert resolve_precision(bert_tiny, "auto") == "float32"  # small models gain nothing from bf16
