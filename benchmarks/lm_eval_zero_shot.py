@@ -244,11 +244,15 @@ class ZeroShotSuite(Benchmark):
 
 @register_benchmark("glue-zs")
 class GlueZeroShot(ZeroShotSuite):
+    """Zero-shot GLUE through lm-eval's prompts on the mirrored validation files (hooks active)."""
+
     tasks = ZS_GLUE
     datasets = tuple(d for d, _ in ZS_GLUE.values())
 
 
 @register_benchmark("superglue-zs")
 class SuperGlueZeroShot(ZeroShotSuite):
+    """Zero-shot SuperGLUE through lm-eval's prompts (MultiRC choice order fixed), hooks active."""
+
     tasks = ZS_SUPERGLUE
     datasets = tuple(d for d, _ in ZS_SUPERGLUE.values())
