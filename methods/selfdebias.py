@@ -74,21 +74,46 @@ class SelfDebiasHook:
     prefixes: list[list[int]]
     decay_constant: float = 50.0
     epsilon: float = 0.01
+    max_positions: int = 1024  # scored rows per prefixed forward pass: bounds the [N, V] tensors' memory
 
     @torch.no_grad()
     def __call__(self, lm: LanguageModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  positions: tuple[torch.Tensor, torch.Tensor], log_probs: torch.Tensor) -> torch.Tensor:
-        biased = None
-        for prefix in self.prefixes:  # one batched forward pass per prefix, LM head only at the scored rows
-            ids, mask, moved = insert_prefix(lm, input_ids, attention_mask, positions, prefix)
-            prefixed = torch.log_softmax(lm.logits(ids, mask, moved).float(), dim=-1)
-            biased = prefixed if biased is None else torch.maximum(biased, prefixed)
-        if biased is None:
+        if not self.prefixes:
             return log_probs
+        rows, cols = positions
+        out = torch.empty_like(log_probs)
+        for group in self._row_groups(rows):  # whole input rows, so each row runs through the model once
+            chosen = torch.isin(rows, group)
+            local = torch.searchsorted(group, rows[chosen])  # row index inside the group (group is sorted)
+            biased = None
+            for prefix in self.prefixes:  # LM head only at the scored positions
+                ids, mask, moved = insert_prefix(lm, input_ids[group], attention_mask[group],
+                                                 (local, cols[chosen]), prefix)
+                prefixed = torch.log_softmax(lm.logits(ids, mask, moved).float(), dim=-1)
+                biased = prefixed if biased is None else torch.maximum(biased, prefixed)
+            out[chosen] = self.adjust(log_probs[chosen], biased)
+        return out
+
+    def adjust(self, log_probs: torch.Tensor, biased: torch.Tensor) -> torch.Tensor:
+        """log p̃ = log p + log max(exp(−λα), ε) − log Z with α = max(0, p_biased − p)."""
         alpha = (biased.exp() - log_probs.exp()).clamp_min(0.0)
         log_factor = torch.clamp(-self.decay_constant * alpha, min=math.log(self.epsilon))
         adjusted = log_probs + log_factor
         return adjusted - torch.logsumexp(adjusted, dim=-1, keepdim=True)
+
+    def _row_groups(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Sorted batch-row groups with at most ``max_positions`` scored positions each (≥ 1 row)."""
+        unique, counts = torch.unique(rows, return_counts=True)
+        groups, current, size = [], [], 0
+        for row, count in zip(unique.tolist(), counts.tolist()):
+            if current and size + count > self.max_positions:
+                groups.append(current)
+                current, size = [], 0
+            current.append(row)
+            size += count
+        groups.append(current)
+        return [torch.tensor(g, dtype=rows.dtype, device=rows.device) for g in groups if g]
 
 
 @register_method("selfdebias")

@@ -250,6 +250,19 @@ def test_selfdebias_without_prefix_effect_equals_the_base_model(bert_tiny):
     assert ((shift - change) < 1e-5).float().mean() > 0.3
 
 
+def test_selfdebias_scores_do_not_depend_on_its_chunking(bert_tiny):
+    hook = get_method("selfdebias")().fit(bert_tiny, RunContext())
+    batch = bert_tiny.tokenize(["The nurse said that [MASK] would come.", "He is a doctor.", "My [MASK] cooks."])
+    positions = (batch["attention_mask"] > 0).nonzero(as_tuple=True)
+    with torch.no_grad():
+        log_probs = bert_tiny.token_log_probs(**batch, positions=positions)
+        whole = hook(bert_tiny, batch["input_ids"], batch["attention_mask"], positions, log_probs)
+        hook.max_positions = 3  # one input row per forward pass
+        chunked = hook(bert_tiny, batch["input_ids"], batch["attention_mask"], positions, log_probs)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+    assert (whole - log_probs).abs().max() > 1e-3
+
+
 def _check_prefix_insertion(lm, texts):
     from methods.selfdebias import DEBIASING_PREFIXES, insert_prefix
 

@@ -93,7 +93,8 @@ def main() -> None:
         return
     print(f"model={args.model} protocol={args.protocol} cpus={os.cpu_count()} load_average={os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as cache:
-        order = ["encode", *args.methods]
+        shared = any(m in ("inlp", "leace", "rlace") for m in args.methods)
+        order = (["encode"] if shared else []) + list(args.methods)
         for method in order:
             run = subprocess.run([sys.executable, __file__, "--model", args.model, "--protocol", args.protocol,
                                   "--child", method, "--cache", cache], capture_output=True, text=True)
@@ -108,7 +109,8 @@ def main() -> None:
                 extra = f" scoring {row['n']} sentences; without the hook {row['plain_seconds']:.1f} s"
             else:
                 notes = row["notes"]
-                extra = " " + json.dumps({k: notes[k] for k in ("n_sentences", "n_tuples", "iterations", "steps_run",
+                extra = " " + json.dumps({k: notes[k] for k in ("n_sentences", "n_tuples", "classifiers_trained",
+                                                                 "rank_removed", "rank_erased", "steps_run",
                                                                  "probe_accuracy_before", "probe_accuracy_after",
                                                                  "majority_rate_test") if k in notes})
             print(f"{method:10s} {row['seconds']:8.1f} s  peak RSS {row['peak_rss_mb']:6d} MB "
