@@ -76,18 +76,19 @@ class Gradiend:
 
     @classmethod
     def init(cls, dim: int, seeds: list[int], dtype: torch.dtype = torch.float32) -> "Gradiend":
-        rows = []
-        for seed in seeds:
+        """Each row from its own seeded generator, written in place (no float64 or stacked temporaries,
+        which would double the peak memory for a 135M-weight map)."""
+        w_e, w_d, b_d = (torch.empty(len(seeds), dim, dtype=dtype) for _ in range(3))
+        b_e = torch.empty(len(seeds), dtype=dtype)
+        bound = 1 / math.sqrt(dim)  # nn.Linear's default (kaiming-uniform with a=√5) for one output
+        for row, seed in enumerate(seeds):
             gen = torch.Generator().manual_seed(seed)
-            bound = 1 / math.sqrt(dim)  # nn.Linear's default (kaiming-uniform with a=√5) for one output
-            w_e = (torch.rand(dim, generator=gen, dtype=torch.float64) * 2 - 1).mul_(bound).to(dtype)
-            b_e = (torch.rand(1, generator=gen, dtype=torch.float64) * 2 - 1).mul_(bound).to(dtype)
-            scale = float(w_e.max())
-            w_d = (torch.rand(dim, generator=gen, dtype=torch.float64) * 2 - 1).mul_(scale).to(dtype)
-            b_d = (torch.rand(dim, generator=gen, dtype=torch.float64) * 2 - 1).mul_(scale).to(dtype)
-            rows.append((w_e, b_e, w_d, b_d))
-        w_e, b_e, w_d, b_d = (torch.stack([r[i] for r in rows]) for i in range(4))
-        return cls(w_e, b_e.reshape(-1), w_d, b_d, list(seeds))
+            w_e[row].uniform_(-bound, bound, generator=gen)
+            b_e[row:row + 1].uniform_(-bound, bound, generator=gen)
+            scale = float(w_e[row].max())
+            w_d[row].uniform_(-scale, scale, generator=gen)
+            b_d[row].uniform_(-scale, scale, generator=gen)
+        return cls(w_e, b_e, w_d, b_d, list(seeds))
 
     @property
     def dim(self) -> int:
