@@ -83,7 +83,8 @@ def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str
             lm.add_prediction_hook(method.fit(lm, ctx))
         else:
             lm.add_hidden_hook(method.fit(lm, ctx))
-        lm.origin["lineage"] = lineage
+        # A new dict: a post-processing step returns the same model object, whose origin may be shared.
+        lm.origin = {**lm.origin, "lineage": lineage}
         log.append({"method": step.name, "kind": step.kind, "acts_on": method.acts_on, "options": step.options,
                     "cache_key": key, "notes": method.notes})
     ctx.step_cache = None
