@@ -248,7 +248,8 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
               if isinstance(c := lookup(cells, m, v, col.benchmark, col.metric), Cell)}
     protocols: dict[str, set[str]] = defaultdict(set)
     for rec in records:
-        protocols[rec.protocol].add(rec.benchmark)
+        if rec.status != STATUS_NOT_APPLICABLE:  # a skipped run's protocol is only the configured one
+            protocols[rec.protocol].add(rec.benchmark)
     return Leaderboard(bias_cols, quality_cols, rows, model_list, bias_type, per_model, seeds, scores,
                        {p: sorted(b) for p, b in sorted(protocols.items())})
 
