@@ -7,6 +7,7 @@ PYTHON      ?= python3.11
 VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
 DEMO_RESULTS ?= build/demo-runs
+JOBS        ?= 2
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 
@@ -31,7 +32,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/gradiend-bench run configs/demo.yaml --results $(DEMO_RESULTS)
+	$(BIN)/gradiend-bench run configs/demo.yaml --results $(DEMO_RESULTS) --jobs $(JOBS)
 	$(BIN)/gradiend-bench leaderboard --results $(DEMO_RESULTS)
 
 test: install
