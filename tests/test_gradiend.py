@@ -58,6 +58,31 @@ def test_gradients_match_independent_autograd_and_finite_differences(bert_tiny, 
             assert abs(float((up - down) / (2 * eps)) - float(grads["diff"][offset + i])) < 1e-3 * max(1, abs(float(grads["diff"][offset + i])))
 
 
+@pytest.mark.parametrize("pruned", [False, True])
+def test_micro_batches_give_the_batch_mean_gradients(bert_tiny, pruned):
+    """Slices of 3 rows (uneven: 8 = 3+3+2, different padded widths) equal one whole-batch pass."""
+    texts = [TEMPLATE, "After the game [TARGET] went home.", "John said [TARGET] was tired of waiting for the bus today.",
+             "[TARGET] laughed.", "When Anna arrived, [TARGET] sat down.", "Peter thinks [TARGET] is right.",
+             "Lisa called because [TARGET] needed help with the long and difficult homework.", "Then [TARGET] left."]
+    fact, counter = ["she", "he", "he", "she", "she", "he", "she", "he"], ["he", "she", "she", "he", "he", "she", "he", "she"]
+    param_map = select_parameters(bert_tiny)
+    if pruned:
+        param_map.index = torch.arange(0, param_map.total, 7)
+    whole = GradientEngine(bert_tiny, param_map)
+    sliced = GradientEngine(bert_tiny, param_map, micro_batch=3)
+    need = ("factual", "diff", "counterfactual")
+    expected = {k: v.clone() for k, v in whole.gradients(make_batch(bert_tiny, texts, fact, counter), need).items()}
+    got = sliced.gradients(make_batch(bert_tiny, texts, fact, counter), need)
+    for key in need:
+        assert got[key].shape == expected[key].shape
+        # float32 sums in another order: absolute tolerance relative to the gradient's scale
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5 * float(expected[key].abs().max()))
+    only_diff = sliced.gradients(make_batch(bert_tiny, texts, fact, counter), ("diff",))["diff"]
+    torch.testing.assert_close(only_diff, expected["diff"], rtol=1e-4, atol=1e-5 * float(expected["diff"].abs().max()))
+    assert all(p.grad.data_ptr() == sliced.grad[o:o + 1].data_ptr()  # views point back at the flat gradient
+               for p, o in zip(sliced.params, sliced.map.offsets()))
+
+
 def test_descending_the_difference_gradient_moves_probability_to_the_factual_word(bert_tiny, bert_engine):
     """Sign: W − η·∇±W lowers ℓ_she − ℓ_he, i.e. raises p(she)/p(he) for the template."""
     batch = make_batch(bert_tiny, [TEMPLATE], ["she"], ["he"])

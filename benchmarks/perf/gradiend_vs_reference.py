@@ -53,7 +53,7 @@ def prepare(model: str, folder: Path, max_templates: int, filter_names: int) -> 
     frame.to_parquet(folder / "data.parquet", index=False)
 
 
-def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool) -> None:
+def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_batch: int | None) -> None:
     """Train one seed for ``steps`` steps on the prepared examples, then encode the test split."""
     import pandas as pd
     import torch
@@ -61,7 +61,7 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool) -> Non
     from harness.models import load_model
     from methods.gradiend.data import GradiendData, feature_classes
     from methods.gradiend.evaluation import EncoderProbe, Examples, encoder_metrics
-    from methods.gradiend.gradients import GradientEngine, select_parameters
+    from methods.gradiend.gradients import GradientEngine, auto_micro_batch, select_parameters
     from methods.gradiend.training import TrainConfig, train
 
     lm = load_model(str(folder / "model"))
@@ -73,7 +73,8 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool) -> Non
     templates["text_1"] = templates["text_0"]
     data = GradiendData(feature_classes("gender"), templates, pd.DataFrame(columns=["name", "cls", "split"]), [])
     started = time.perf_counter()
-    engine = GradientEngine(lm, select_parameters(lm), bf16=bf16)
+    engine = GradientEngine(lm, select_parameters(lm), bf16=bf16,
+                            micro_batch=auto_micro_batch(lm) if micro_batch is None else (micro_batch or None))
     del lm  # the engine holds its own copy; the loaded one would only add to the peak
     setup = time.perf_counter() - started
     started = time.perf_counter()
@@ -88,7 +89,8 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool) -> Non
     h = EncoderProbe(engine, examples).encode(result.model, 0)
     encode_seconds = time.perf_counter() - started
     metrics = encoder_metrics(h, torch.tensor(examples.labels))
-    out.write_text(json.dumps({"steps": steps, "batch_size": batch, "train_seconds": seconds, "setup_seconds": setup,
+    out.write_text(json.dumps({"steps": steps, "batch_size": batch, "micro_batch": engine.micro_batch,
+                               "train_seconds": seconds, "setup_seconds": setup,
                                "encoder_seconds": encode_seconds, "encoder": metrics, "timings": result.seconds,
                                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
 
@@ -121,12 +123,14 @@ def main() -> None:
     parser.add_argument("--filter-names", type=int, default=2, help="train names per class in the base-model filter")
     parser.add_argument("--side", choices=("both", "ours", "reference"), default="both")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for our gradients")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="our rows per micro-batch (default: the pipeline's automatic choice; 0: whole batches)")
     parser.add_argument("--work", default=None, help="folder for the model copy, data and results (default: temp)")
     parser.add_argument("--child", nargs=4, metavar=("FOLDER", "STEPS", "BATCH", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         folder, steps, batch, out = args.child
-        return run_ours(Path(folder), int(steps), int(batch), Path(out), args.bf16)
+        return run_ours(Path(folder), int(steps), int(batch), Path(out), args.bf16, args.micro_batch)
     work = Path(args.work or tempfile.mkdtemp(prefix="gradiend-vs-ref-"))
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "data.parquet").exists():
@@ -137,8 +141,10 @@ def main() -> None:
         batch = args.ours_batch or args.batch
         out = work / f"ours_b{batch}.json"
         cmd = [sys.executable, __file__, "--child", str(work), str(args.steps), str(batch), str(out)]
-        _child(cmd + (["--bf16"] if args.bf16 else []), env)
-        rows.append(report("ours" + (" bf16" if args.bf16 else ""), json.loads(out.read_text())))
+        micro = [] if args.micro_batch is None else ["--micro-batch", str(args.micro_batch)]
+        _child(cmd + (["--bf16"] if args.bf16 else []) + micro, env)
+        result = json.loads(out.read_text())
+        rows.append(report("ours" + (" bf16" if args.bf16 else "") + f" micro={result.get('micro_batch')}", result))
     if args.side in ("both", "reference"):
         if not REFERENCE_PY.exists():
             raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: run benchmarks/perf/reference_venv.sh")

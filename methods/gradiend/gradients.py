@@ -137,11 +137,24 @@ def make_batch(lm: LanguageModel, texts: Sequence[str], factual: Sequence[str],
     return TargetBatch(batch["input_ids"], batch["attention_mask"], rows.to(dev), cols.to(dev), f.to(dev), c.to(dev))
 
 
+MICRO_BATCH = 8
+MICRO_BATCH_ABOVE = 50_000_000  # parameters
+
+
+def auto_micro_batch(lm: LanguageModel) -> int | None:
+    """Rows per micro-batch: 8 for models above 50M parameters (at batch 32 SmolLM2's activations for the
+    two backward passes dominate the peak), whole batches for small models (where slicing only costs)."""
+    return MICRO_BATCH if sum(p.numel() for p in lm.model.parameters()) > MICRO_BATCH_ABOVE else None
+
+
 class GradientEngine:
     """A private copy of the model whose selected weights and gradients live in two flat buffers."""
 
-    def __init__(self, lm: LanguageModel, param_map: ParamMap, *, bf16: bool = False):
+    def __init__(self, lm: LanguageModel, param_map: ParamMap, *, bf16: bool = False,
+                 micro_batch: int | None = None):
         self.lm = lm.clone()
+        self.micro_batch = micro_batch
+        self._second: torch.Tensor | None = None  # ∇⁻W accumulator of the micro-batched path
         self.lm.model.eval()  # no dropout: gradients are deterministic
         self.map = param_map
         self.bf16 = bf16
@@ -193,7 +206,12 @@ class GradientEngine:
         """Flat gradients (on the kept positions) named in ``need``: factual, counterfactual, diff.
 
         The returned tensors are buffers that the next call overwrites: use or copy them before then.
+        With ``micro_batch`` set, the batch runs in slices of that many rows (same result up to float
+        rounding; peak activation memory of one slice instead of the whole batch, which the two backward
+        passes would otherwise keep alive together).
         """
+        if self.micro_batch and self.micro_batch < batch.input_ids.shape[0]:
+            return self._micro_gradients(batch, need)
         nll_f, nll_c = self._nll(batch)
         loss_f, loss_c = nll_f.mean(), nll_c.mean()
         out: dict[str, torch.Tensor] = {}
@@ -210,6 +228,69 @@ class GradientEngine:
         else:
             loss_c.backward()
             out["counterfactual"] = self._take("counterfactual")
+        return out
+
+    # -- micro-batches: the same mean gradients with one micro-batch's activations alive at a time -----
+    def _point_grads(self, buffer: torch.Tensor) -> None:
+        for p, off, n in zip(self.params, self.map.offsets(), self.map.numels):
+            p.grad = buffer[off:off + n].view_as(p)
+
+    def _chunks(self, batch: TargetBatch):
+        n = batch.input_ids.shape[0]
+        for i in range(0, n, self.micro_batch):
+            j = min(n, i + self.micro_batch)
+            mask = batch.attention_mask[i:j]
+            width = int(mask.any(0).nonzero().max()) + 1  # trailing all-padding columns are dropped
+            sel = (batch.rows >= i) & (batch.rows < j)
+            yield TargetBatch(batch.input_ids[i:j, :width], mask[:, :width], batch.rows[sel] - i, batch.cols[sel],
+                              batch.factual[sel], batch.counterfactual[sel])
+
+    def _finish(self, buffer: torch.Tensor, key: str) -> torch.Tensor:
+        if not torch.isfinite(buffer.sum()):
+            raise HarnessError("a gradient of the language model is not finite (NaN/inf)",
+                               "check the model weights, or disable bf16 autocast (option bf16: false)")
+        if self.map.index is None:
+            return buffer  # no copy: the accumulator itself (overwritten by the next call, as documented)
+        out = self._outputs.get(key)
+        if out is None or out.numel() != self.map.dim:
+            out = self._outputs[key] = torch.empty(self.map.dim, dtype=buffer.dtype)
+        return torch.index_select(buffer, 0, self.map.index, out=out)
+
+    def _micro_gradients(self, batch: TargetBatch, need: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Accumulate ∇⁺W (into the flat gradient) and ∇⁻W (into a second buffer, by pointing the
+        parameters' ``.grad`` views at it) over micro-batches, each loss scaled by 1/B so the sums are the
+        batch means; ∇±W = ∇⁺W − ∇⁻W is then formed in place in the second buffer."""
+        n = batch.input_ids.shape[0]
+        want_f = "factual" in need or "diff" in need
+        want_c = "counterfactual" in need or "diff" in need
+        second = self.grad
+        if want_f and want_c:
+            if self._second is None:
+                self._second = torch.zeros_like(self.flat)
+            second = self._second
+            second.zero_()
+        self.grad.zero_()
+        for chunk in self._chunks(batch):
+            nll_f, nll_c = self._nll(chunk)
+            if want_f:
+                (nll_f.sum() / n).backward(retain_graph=want_c)
+            if want_c:
+                if second is not self.grad:
+                    self._point_grads(second)
+                try:
+                    (nll_c.sum() / n).backward()
+                finally:
+                    if second is not self.grad:
+                        self._point_grads(self.grad)
+        out: dict[str, torch.Tensor] = {}
+        if "factual" in need:
+            out["factual"] = self._finish(self.grad, "factual")
+        if "counterfactual" in need:
+            out["counterfactual"] = self._finish(second, "counterfactual")
+        if "diff" in need:
+            if "counterfactual" in need and self.map.index is None:
+                out["counterfactual"] = out["counterfactual"].clone()  # the buffer becomes ∇±W next
+            out["diff"] = self._finish(torch.sub(self.grad, second, out=second), "diff")
         return out
 
     def directional(self, batch: TargetBatch, tangent: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from harness.models.interface import LanguageModel
 from methods.gradiend.data import GradiendData, build_data
 from methods.gradiend.evaluation import (METRICS, DecoderGrid, EncoderProbe, class_examples, encoder_metrics,
                                          neutral_examples, plot_distribution, plot_grid, select)
-from methods.gradiend.gradients import GradientEngine, ParamMap, make_batch, select_parameters
+from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
 from methods.gradiend.model import Gradiend
 from methods.gradiend.training import TrainConfig, TrainResult, sample_batch, train
 
@@ -166,7 +166,7 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
     timings = timings if timings is not None else {}
     values = settings.protocol_values()
     param_map = select_parameters(lm, settings.include, settings.exclude)
-    engine = GradientEngine(lm, param_map, bf16=settings.bf16)
+    engine = GradientEngine(lm, param_map, bf16=settings.bf16, micro_batch=auto_micro_batch(lm))
     clock = time.perf_counter()
     fraction = settings.pre_prune
     if fraction == "auto":
