@@ -80,6 +80,7 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_
     started = time.perf_counter()
     result = train(engine, data, TrainConfig(seeds=(0,), batch_size=batch, max_steps=steps), None)
     seconds = time.perf_counter() - started
+    peak_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the encoder evaluation
     test = data.split("test")
     examples = Examples([t[f"text_{c}"] for t, c in zip(test.to_dict("records"), test["cls"])],
                         [t[f"target_{c}"] for t, c in zip(test.to_dict("records"), test["cls"])],
@@ -92,6 +93,7 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_
     out.write_text(json.dumps({"steps": steps, "batch_size": batch, "micro_batch": engine.micro_batch,
                                "train_seconds": seconds, "setup_seconds": setup,
                                "encoder_seconds": encode_seconds, "encoder": metrics, "timings": result.seconds,
+                               "peak_rss_mb_training": peak_train,
                                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
 
 
