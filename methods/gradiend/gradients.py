@@ -190,17 +190,22 @@ class GradientEngine:
         nll_c = log_z - logits.gather(1, batch.counterfactual[:, None]).squeeze(1)
         return nll_f, nll_c
 
-    def _take(self, key: str) -> torch.Tensor:
+    def _take(self, key: str, buffer: torch.Tensor | None = None, *, copy: bool = True) -> torch.Tensor:
+        """``buffer`` (default: the flat gradient) on the kept positions, checked finite; copied into an output
+        buffer reused across calls (fresh allocations each step only fragment the heap), or — with
+        ``copy=False`` and nothing pruned — returned itself."""
         if self.grad.data_ptr() != self._grad_ptr or any(p.grad is None for p in self.params[:1]):
             raise RuntimeError("autograd replaced a gradient view; the flat gradient buffer is stale")
-        if not torch.isfinite(self.grad.sum()):  # one reduction: any NaN/inf makes the sum non-finite
+        buffer = self.grad if buffer is None else buffer
+        if not torch.isfinite(buffer.sum()):  # one reduction: any NaN/inf makes the sum non-finite
             raise HarnessError("a gradient of the language model is not finite (NaN/inf)",
                                "check the model weights, or disable bf16 autocast (option bf16: false)")
-        # copied into a buffer reused across calls (fresh allocations each step only fragment the heap)
+        if self.map.index is None and not copy:
+            return buffer
         out = self._outputs.get(key)
         if out is None or out.numel() != self.map.dim:
-            out = self._outputs[key] = torch.empty(self.map.dim, dtype=self.grad.dtype)
-        return out.copy_(self.grad) if self.map.index is None else torch.index_select(self.grad, 0, self.map.index, out=out)
+            out = self._outputs[key] = torch.empty(self.map.dim, dtype=buffer.dtype)
+        return out.copy_(buffer) if self.map.index is None else torch.index_select(buffer, 0, self.map.index, out=out)
 
     def gradients(self, batch: TargetBatch, need: tuple[str, ...] = ("factual", "diff")) -> dict[str, torch.Tensor]:
         """Flat gradients (on the kept positions) named in ``need``: factual, counterfactual, diff.
@@ -245,17 +250,6 @@ class GradientEngine:
             yield TargetBatch(batch.input_ids[i:j, :width], mask[:, :width], batch.rows[sel] - i, batch.cols[sel],
                               batch.factual[sel], batch.counterfactual[sel])
 
-    def _finish(self, buffer: torch.Tensor, key: str) -> torch.Tensor:
-        if not torch.isfinite(buffer.sum()):
-            raise HarnessError("a gradient of the language model is not finite (NaN/inf)",
-                               "check the model weights, or disable bf16 autocast (option bf16: false)")
-        if self.map.index is None:
-            return buffer  # no copy: the accumulator itself (overwritten by the next call, as documented)
-        out = self._outputs.get(key)
-        if out is None or out.numel() != self.map.dim:
-            out = self._outputs[key] = torch.empty(self.map.dim, dtype=buffer.dtype)
-        return torch.index_select(buffer, 0, self.map.index, out=out)
-
     def _micro_gradients(self, batch: TargetBatch, need: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Accumulate ∇⁺W (into the flat gradient) and ∇⁻W (into a second buffer, by pointing the
         parameters' ``.grad`` views at it) over micro-batches, each loss scaled by 1/B so the sums are the
@@ -284,13 +278,12 @@ class GradientEngine:
                         self._point_grads(self.grad)
         out: dict[str, torch.Tensor] = {}
         if "factual" in need:
-            out["factual"] = self._finish(self.grad, "factual")
+            out["factual"] = self._take("factual", copy=False)
         if "counterfactual" in need:
-            out["counterfactual"] = self._finish(second, "counterfactual")
+            # copied when the buffer becomes ∇±W below
+            out["counterfactual"] = self._take("counterfactual", second, copy="diff" in need)
         if "diff" in need:
-            if "counterfactual" in need and self.map.index is None:
-                out["counterfactual"] = out["counterfactual"].clone()  # the buffer becomes ∇±W next
-            out["diff"] = self._finish(torch.sub(self.grad, second, out=second), "diff")
+            out["diff"] = self._take("diff", torch.sub(self.grad, second, out=second), copy=False)
         return out
 
     def directional(self, batch: TargetBatch, tangent: torch.Tensor) -> torch.Tensor:
