@@ -171,7 +171,7 @@ class GradientEngine:
         self.grad = torch.zeros_like(self.flat)
         for p, off, n in zip(self.params, param_map.offsets(), param_map.numels):
             p.data = self.flat[off:off + n].view_as(p)
-            p.grad = self.grad[off:off + n].view_as(p)
+        self._point_grads(self.grad)
         self._grad_ptr = self.grad.data_ptr()
         self._outputs: dict[str, torch.Tensor] = {}
 
