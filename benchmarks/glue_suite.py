@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.glue_encode import PRECISIONS, features, release_encoder, resolve_precision
+from benchmarks.glue_encode import (COMPILE_CHOICES, PRECISIONS, features, release_encoder, resolve_compile,
+                                    resolve_precision)
 from benchmarks.glue_tasks import Split, TaskSpec, load_task
 from benchmarks.probe import bootstrap_task, fit_probe, majority_predictions, sample_rows
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
@@ -37,9 +38,9 @@ class GlueSuite(Benchmark):
     tasks: ClassVar[tuple[TaskSpec, ...]] = ()
     reads = "representations"
     headline = ("score",)
-    execution_options = ("batch_size",)
+    execution_options = ("batch_size", "compile")  # how fast, not what: not part of the record's hash
     default_options = {"protocol": "auto", "tasks": None, "max_train": 2000, "max_length": 128,
-                       "precision": "auto", "batch_size": 64, "resamples": 1000,
+                       "precision": "auto", "compile": "auto", "batch_size": 32, "resamples": 1000,
                        "finetune_max_train": 1000, "finetune_seeds": [0, 1, 2], "lr": 2e-5, "train_batch_size": 32}
 
     # -- options -------------------------------------------------------------------------------------
@@ -71,6 +72,8 @@ class GlueSuite(Benchmark):
         if o["precision"] not in PRECISIONS:
             raise HarnessError(f"{self.name} option 'precision' is {o['precision']!r}",
                                f"choose one of: {', '.join(PRECISIONS)}")
+        if o["compile"] not in COMPILE_CHOICES:
+            raise HarnessError(f"{self.name} option 'compile' is {o['compile']!r}", "choose auto, true or false")
         seeds = o["finetune_seeds"]
         if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
             raise HarnessError(f"{self.name} option 'finetune_seeds' must be a non-empty list of integers")
@@ -82,7 +85,8 @@ class GlueSuite(Benchmark):
         sample = train.take(rows)
         precision = resolve_precision(lm, self.options["precision"])
         settings = dict(cache_dir=ctx.cache_dir, max_length=self.options["max_length"],
-                        batch_size=self.options["batch_size"], precision=precision, progress=ctx.progress)
+                        batch_size=self.options["batch_size"], precision=precision,
+                        compiled=resolve_compile(precision, self.options["compile"], lm), progress=ctx.progress)
         x_train, how = features(lm, sample.first, sample.second, **settings)
         x_eval = {}
         for name, split in evals.items():
@@ -164,12 +168,14 @@ class GlueSuite(Benchmark):
             raise HarnessError(f"{self.name}: no task has data here (" +
                                "; ".join(f"{k}: {v}" for k, v in unavailable.items()) + ")",
                                "set GRADIEND_BENCH_DATA to the data mirror or run with internet access")
+        precision = resolve_precision(lm, self.options["precision"])
         mean_draw = np.mean(draws, axis=0)
         low, high = np.percentile(mean_draw, [2.5, 97.5])
         mean = float(np.mean([scores[name].value for name in per_task]))
         scores = {"score": Score(mean, float(low), float(high), len(per_task)), **scores}
         details = {"protocol": protocol, "tasks": list(per_task), "unavailable": unavailable, "per_task": per_task,
-                   "precision": resolve_precision(lm, self.options["precision"]) if protocol == "probe" else "float32",
+                   "precision": precision if protocol == "probe" else "float32",
+                   "compiled": resolve_compile(precision, self.options["compile"], lm) if protocol == "probe" else False,
                    "note": "probe numbers are not comparable with published fine-tuning numbers"
                    if protocol == "probe" else "fine-tuned"}
         return BenchmarkResult(scores, details=details, protocol=protocol)

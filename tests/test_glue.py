@@ -263,3 +263,22 @@ def test_bfloat16_encoder_is_a_copy_close_to_float32(bert_tiny):
     assert next(bert_tiny.model.parameters()).dtype == torch.float32 and torch.equal(next(bert_tiny.model.parameters()), weight)
     assert torch.nn.functional.cosine_similarity(full, half).min() > 0.99 and not torch.equal(full, half)
     assert resolve_precision(bert_tiny, "auto") == "float32"  # small models gain nothing from bf16
+
+
+def test_compiled_encoder_matches_eager_and_is_cached_apart(bert_tiny, tmp_path):
+    from benchmarks.glue_encode import cache_key, release_encoder, resolve_compile
+
+    texts = ["The nurse said she would come.", "A man is playing a guitar on stage.", "Short one."]
+    eager = encode(bert_tiny, texts, None)
+    compiled = encode(bert_tiny, texts, None, compiled=True)
+    again = encode(bert_tiny, texts[:2], None, compiled=True)  # another shape: dynamic, no wrong reuse
+    release_encoder(bert_tiny)
+    assert not hasattr(bert_tiny, "_glue_compiled")
+    assert torch.allclose(eager, compiled, atol=1e-4), (eager - compiled).abs().max()
+    assert torch.allclose(eager[:2], again, atol=1e-4)
+    assert cache_key(bert_tiny, texts, None, max_length=128, precision="float32", compiled=True) != \
+        cache_key(bert_tiny, texts, None, max_length=128, precision="float32")
+    assert resolve_compile("float32", "auto", bert_tiny) is False and resolve_compile("bfloat16", "auto", bert_tiny)
+    assert resolve_compile("bfloat16", False, bert_tiny) is False
+    with pytest.raises(HarnessError, match="option 'compile'.*auto, true or false"):
+        get_benchmark("glue")(compile="yes").run(bert_tiny, RunContext())
