@@ -116,6 +116,22 @@ def test_clone_owns_its_weights(bert_tiny):
     assert bert_tiny.pooled(["hello there"]).abs().sum() > 0
 
 
+def test_dropped_model_frees_its_weights_without_the_cycle_collector(bert_tiny):
+    import gc
+    import weakref
+
+    copy = bert_tiny.clone()
+    copy.add_hidden_hook(lambda h: h * 0)
+    assert copy.pooled(["hello there"]).abs().sum() == 0  # the hook still reaches its model
+    weights = weakref.ref(copy.model)
+    gc.disable()
+    try:
+        del copy
+        assert weights() is None  # freed by reference counting: no model → hook → model cycle
+    finally:
+        gc.enable()
+
+
 def test_save_and_reload_round_trip(bert_tiny, tmp_path):
     bert_tiny.save_pretrained(tmp_path / "saved")
     again = load_model(str(tmp_path / "saved"))

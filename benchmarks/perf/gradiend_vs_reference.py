@@ -53,18 +53,29 @@ def prepare(model: str, folder: Path, max_templates: int, filter_names: int) -> 
     frame.to_parquet(folder / "data.parquet", index=False)
 
 
+def _rss_mb() -> float:
+    """Current resident set size of this process (Linux), for a per-stage breakdown next to the peak."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
 def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_batch: int | None) -> None:
     """Train one seed for ``steps`` steps on the prepared examples, then encode the test split."""
     import pandas as pd
     import torch
 
+    from harness.memory import release_freed_memory
     from harness.models import load_model
     from methods.gradiend.data import GradiendData, feature_classes
     from methods.gradiend.evaluation import EncoderProbe, Examples, encoder_metrics
     from methods.gradiend.gradients import GradientEngine, auto_micro_batch, select_parameters
     from methods.gradiend.training import TrainConfig, train
 
+    stages = {"imports": _rss_mb()}
     lm = load_model(str(folder / "model"))
+    stages["model loaded"] = _rss_mb()
     frame = pd.read_parquet(folder / "data.parquet")
     cls = (frame["cls"] == "female").astype(int)
     templates = pd.DataFrame({"text_0": frame["masked"].str.replace("[MASK]", "[TARGET]"), "target_0": frame["male"],
@@ -76,11 +87,14 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_
     engine = GradientEngine(lm, select_parameters(lm), bf16=bf16,
                             micro_batch=auto_micro_batch(lm) if micro_batch is None else (micro_batch or None))
     del lm  # the engine holds its own copy; the loaded one would only add to the peak
+    release_freed_memory()
+    stages["engine built"] = _rss_mb()
     setup = time.perf_counter() - started
     started = time.perf_counter()
     result = train(engine, data, TrainConfig(seeds=(0,), batch_size=batch, max_steps=steps), None)
     seconds = time.perf_counter() - started
     peak_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the encoder evaluation
+    stages["after training"] = _rss_mb()
     test = data.split("test")
     examples = Examples([t[f"text_{c}"] for t, c in zip(test.to_dict("records"), test["cls"])],
                         [t[f"target_{c}"] for t, c in zip(test.to_dict("records"), test["cls"])],
@@ -93,7 +107,7 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_
     out.write_text(json.dumps({"steps": steps, "batch_size": batch, "micro_batch": engine.micro_batch,
                                "train_seconds": seconds, "setup_seconds": setup,
                                "encoder_seconds": encode_seconds, "encoder": metrics, "timings": result.seconds,
-                               "peak_rss_mb_training": peak_train,
+                               "peak_rss_mb_training": peak_train, "rss_mb_by_stage": stages,
                                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import weakref
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Sequence
 
@@ -45,7 +46,19 @@ class LanguageModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         tokenizer.padding_side = "right"
-        self._hook_handle = self.backbone.register_forward_hook(self._apply_hooks)
+        self._register_hook()
+
+    def _register_hook(self) -> None:
+        """The backbone's forward hook reaches this object through a weak reference: a bound method would
+        make a cycle (model → hook → self → model), and a dropped model would then keep its weights until
+        the cyclic garbage collector happens to run — hundreds of MB for SmolLM2, counted in peak memory."""
+        owner = weakref.ref(self)
+
+        def hook(module, inputs, output):
+            lm = owner()
+            return None if lm is None else lm._apply_hooks(module, inputs, output)
+
+        self._hook_handle = self.backbone.register_forward_hook(hook)
 
     # -- structure --------------------------------------------------------------------------------
     @property
@@ -114,7 +127,7 @@ class LanguageModel:
         try:
             model = copy.deepcopy(self.model)
         finally:
-            self._hook_handle = self.backbone.register_forward_hook(self._apply_hooks)
+            self._register_hook()
         return LanguageModel(model, copy.deepcopy(self.tokenizer), self.kind, self.spec, self.origin)
 
     # -- tokenisation -----------------------------------------------------------------------------

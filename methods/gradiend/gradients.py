@@ -29,6 +29,7 @@ import torch
 from torch.func import functional_call, jvp
 
 from harness.errors import HarnessError
+from harness.memory import release_freed_memory
 from harness.models.interface import LanguageModel
 
 SLOT = "[TARGET]"
@@ -174,6 +175,7 @@ class GradientEngine:
         self._point_grads(self.grad)
         self._grad_ptr = self.grad.data_ptr()
         self._outputs: dict[str, torch.Tensor] = {}
+        release_freed_memory()  # the clone's per-weight storages, now replaced by views into `flat`
 
     # -- losses -------------------------------------------------------------------------------------
     def _autocast(self):
