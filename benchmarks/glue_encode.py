@@ -67,24 +67,58 @@ def has_pair_template(tokenizer) -> bool:
     return pair > single
 
 
-def pair_batch(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None,
-               max_length: int) -> dict[str, torch.Tensor]:
-    """Right-padded model inputs for single texts (``second`` None) or pairs, on the model's device."""
+def _tokenize(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None, max_length: int,
+              **kwargs):
     tok = lm.tokenizer
     if second is None or all(s is None for s in second):
-        enc = tok(list(first), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    else:
-        if any(s is None for s in second):
-            raise ValueError("a batch mixes single texts and pairs")
-        if not has_pair_template(tok):
-            sep = tok.eos_token or tok.sep_token
-            second = [f"{sep}{s}" for s in second]  # the separator is parsed as its special token id
-        enc = tok(list(first), list(second), truncation="longest_first", max_length=max_length, padding=True,
-                  return_tensors="pt")
+        return tok(list(first), truncation=True, max_length=max_length, **kwargs)
+    if any(s is None for s in second):
+        raise ValueError("a batch mixes single texts and pairs")
+    if not has_pair_template(tok):
+        sep = tok.eos_token or tok.sep_token
+        second = [f"{sep}{s}" for s in second]  # the separator is parsed as its special token id
+    return tok(list(first), list(second), truncation="longest_first", max_length=max_length, **kwargs)
+
+
+def _input_keys(lm: LanguageModel, enc) -> list[str]:
     keep = ["input_ids", "attention_mask"]
     if "token_type_ids" in enc and getattr(lm.model.config, "type_vocab_size", 0) > 1:
         keep.append("token_type_ids")
-    return {k: enc[k].to(lm.device) for k in keep}
+    return keep
+
+
+def pair_batch(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None,
+               max_length: int) -> dict[str, torch.Tensor]:
+    """Right-padded model inputs for single texts (``second`` None) or pairs, on the model's device."""
+    enc = _tokenize(lm, first, second, max_length, padding=True, return_tensors="pt")
+    return {k: enc[k].to(lm.device) for k in _input_keys(lm, enc)}
+
+
+def token_budget_batches(lengths: Sequence[int], budget: int, max_rows: int) -> list[list[int]]:
+    """Row indices grouped longest first so that rows × the batch's longest row ≤ ``budget`` tokens (and at
+    most ``max_rows`` rows): short inputs (CoLA, SST-2) run in large batches, long ones in small batches,
+    and padding stays within a batch of similar lengths."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else None
+        if current is None or len(current) >= max_rows or (len(current) + 1) * lengths[current[0]] > budget:
+            batches.append([i])
+        else:
+            current.append(i)
+    return batches
+
+
+def _padded(rows: dict[str, list[list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    width = max(len(r) for r in rows["input_ids"])
+    out = {}
+    for key, values in rows.items():
+        fill = pad_id if key == "input_ids" else 0
+        tensor = torch.full((len(values), width), fill, dtype=torch.long)
+        for row, value in enumerate(values):
+            tensor[row, :len(value)] = torch.tensor(value, dtype=torch.long)
+        out[key] = tensor.to(device)
+    return out
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -129,19 +163,23 @@ def release_encoder(lm: LanguageModel) -> None:
 def encode(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None, *, max_length: int = 128,
            batch_size: int = 64, precision: str = "float32", compiled: bool = False,
            progress: bool = False) -> torch.Tensor:
-    """Pooled final hidden states [N, H] (float32, CPU, hooks active), longest inputs first so each
-    batch pads to a similar length; rows come back in input order."""
-    second = list(second) if second is not None else [None] * len(first)
-    order = sorted(range(len(first)), key=lambda i: -(len(first[i]) + len(second[i] or "")))
+    """Pooled final hidden states [N, H] (float32, CPU, hooks active); rows come back in input order.
+
+    Inputs are tokenised once and run in token-budget batches (:func:`token_budget_batches`, budget
+    ``batch_size × max_length`` tokens, at most ``8 × batch_size`` rows)."""
+    enc = _tokenize(lm, first, second, max_length)
+    keys = _input_keys(lm, enc)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    batches = token_budget_batches(lengths, batch_size * max_length, 8 * batch_size)
     out = torch.empty(len(first), lm.hidden_size, dtype=torch.float32)
     model = encoder_for(lm, precision)
     forward = _forward(model, compiled)
+    pad_id = lm.tokenizer.pad_token_id
     was_training = model.model.training
     model.model.eval()
     try:
-        for start in progress_bar(range(0, len(order), batch_size), progress, "encoding"):
-            idx = order[start:start + batch_size]
-            batch = pair_batch(model, [first[i] for i in idx], [second[i] for i in idx], max_length)
+        for idx in progress_bar(batches, progress, "encoding"):
+            batch = _padded({k: [enc[k][i] for i in idx] for k in keys}, pad_id, model.device)
             hidden = forward(**batch).last_hidden_state
             out[idx] = mean_pool(hidden.float(), batch["attention_mask"]).cpu()
     finally:

@@ -282,3 +282,23 @@ def test_compiled_encoder_matches_eager_and_is_cached_apart(bert_tiny, tmp_path)
     assert resolve_compile("bfloat16", False, bert_tiny) is False
     with pytest.raises(HarnessError, match="option 'compile'.*auto, true or false"):
         get_benchmark("glue")(compile="yes").run(bert_tiny, RunContext())
+
+
+def test_token_budget_batches_by_hand():
+    from benchmarks.glue_encode import token_budget_batches
+
+    lengths = [3, 10, 4, 10, 2, 5]
+    # longest first (ties in input order); rows × the first row's length ≤ 20; at most 3 rows
+    assert token_budget_batches(lengths, 20, 3) == [[1, 3], [5, 2, 0], [4]]
+    assert token_budget_batches(lengths, 100, 2) == [[1, 3], [5, 2], [0, 4]]
+    assert token_budget_batches([], 20, 3) == []
+    assert sorted(i for b in token_budget_batches(lengths, 7, 9) for i in b) == list(range(6))  # a row over budget runs alone
+
+
+def test_batched_encoding_equals_one_row_at_a_time(bert_tiny, mirror):
+    train, _ = load_task(SPECS["glue-rte"], {"train.tsv": Path(mirror) / "glue/RTE/train.tsv",
+                                             "dev.tsv": Path(mirror) / "glue/RTE/dev.tsv"})
+    first, second = train.first[:12], train.second[:12]
+    batched = encode(bert_tiny, first, second, batch_size=4, max_length=64)
+    single = torch.cat([encode(bert_tiny, [a], [b], batch_size=1, max_length=64) for a, b in zip(first, second)])
+    assert torch.allclose(batched, single, atol=1e-5), (batched - single).abs().max()
