@@ -68,29 +68,13 @@ def grid_values(name: str) -> dict:
 
 
 def prepare(model: str, folder: Path, max_templates: int, filter_names: int, lms_sentences: int) -> None:
-    """Save the model, the filled examples (masked text, split, cls, male, female) and the LMS sentences."""
-    import random
-
+    """The training script's model and filled examples, plus the LMS sentences."""
     import pandas as pd
 
-    from harness.models import load_model
-    from methods.gradiend.data import build_data
-    from methods.gradiend.workflow import filter_templates
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gradiend_vs_reference import prepare as prepare_examples
 
-    lm = load_model(model)
-    lm.save_pretrained(folder / "model")
-    data = build_data("gender", 0, n_neutral=lms_sentences, max_templates=max_templates or None)
-    filter_templates(lm, data, filter_names, 0)
-    rng = random.Random(0)
-    rows = []
-    for split in ("train", "val", "test"):
-        for _, t in data.split(split).iterrows():
-            for cls in (0, 1):
-                name = rng.choice(data.names_of(split, cls))
-                text = t[f"text_{cls}"].replace("[NAME]", name).replace("[TARGET]", "[MASK]")
-                rows.append({"masked": text, "split": "validation" if split == "val" else split,
-                             "cls": ("male", "female")[cls], "male": t["target_0"], "female": t["target_1"]})
-    pd.DataFrame(rows).to_parquet(folder / "data.parquet", index=False)
+    data = prepare_examples(model, folder, max_templates, filter_names, n_neutral=lms_sentences)
     pd.DataFrame({"text": data.neutral[:lms_sentences]}).to_parquet(folder / "neutral.parquet", index=False)
 
 

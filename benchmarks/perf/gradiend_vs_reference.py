@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_PY = ROOT / ".venv-reference" / "bin" / "python"
 
 
-def prepare(model: str, folder: Path, max_templates: int, filter_names: int) -> None:
-    """Save the model and the filled examples (masked text, split, cls, he, she) into ``folder``."""
+def prepare(model: str, folder: Path, max_templates: int, filter_names: int, n_neutral: int = 0):
+    """Save the model and the filled examples (masked text, split, cls, he, she) into ``folder``; returns
+    the built data (its ``neutral`` sentences: ``n_neutral`` of them)."""
     import random
 
     import pandas as pd
@@ -38,7 +39,7 @@ def prepare(model: str, folder: Path, max_templates: int, filter_names: int) -> 
 
     lm = load_model(model)
     lm.save_pretrained(folder / "model")
-    data = build_data("gender", 0, n_neutral=0, max_templates=max_templates or None)  # all templates by default
+    data = build_data("gender", 0, n_neutral=n_neutral, max_templates=max_templates or None)  # all templates by default
     filter_templates(lm, data, filter_names, 0)
     rng = random.Random(0)
     rows = []
@@ -49,8 +50,8 @@ def prepare(model: str, folder: Path, max_templates: int, filter_names: int) -> 
                 text = t[f"text_{cls}"].replace("[NAME]", name).replace("[TARGET]", "[MASK]")
                 rows.append({"masked": text, "split": "validation" if split == "val" else split,
                              "cls": ("male", "female")[cls], "male": t["target_0"], "female": t["target_1"]})
-    frame = pd.DataFrame(rows)
-    frame.to_parquet(folder / "data.parquet", index=False)
+    pd.DataFrame(rows).to_parquet(folder / "data.parquet", index=False)
+    return data
 
 
 def _rss_mb() -> float:
