@@ -47,14 +47,15 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_PY = ROOT / ".venv-reference" / "bin" / "python"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gradiend_vs_reference import REFERENCE_PY, run_child  # noqa: E402
+from gradiend_vs_reference import prepare as prepare_examples  # noqa: E402
+
 SPLITS = {"validation": ("validation",), "test": ("test",), "train": ("train",), "all": ("train", "validation", "test")}
 
 
@@ -70,9 +71,6 @@ def grid_values(name: str) -> dict:
 def prepare(model: str, folder: Path, max_templates: int, filter_names: int, lms_sentences: int) -> None:
     """The training script's model and filled examples, plus the LMS sentences."""
     import pandas as pd
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from gradiend_vs_reference import prepare as prepare_examples
 
     data = prepare_examples(model, folder, max_templates, filter_names, n_neutral=lms_sentences)
     pd.DataFrame({"text": data.neutral[:lms_sentences]}).to_parquet(folder / "neutral.parquet", index=False)
@@ -142,15 +140,6 @@ def run_ours(folder: Path, steps: int, batch: int, split: str, grid_name: str, t
     }, indent=2))
 
 
-def _child(cmd: list[str], env: dict | None = None) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-        raise SystemExit(f"child failed ({proc.returncode}): {' '.join(cmd[:3])} ...")
-    return time.perf_counter() - started
-
-
 def report(name: str, r: dict) -> dict:
     per = r["decoder_seconds"] / max(r["n_candidates"], 1)
     row = {"side": name, "grid": f"{r['n_feature_factors']}x{r['n_alphas']}", "candidates": r["n_candidates"],
@@ -192,7 +181,7 @@ def main() -> None:
     rows = []
     if args.side in ("both", "ours"):
         out = work / f"ours_{args.grid}_{args.eval_split}.json"
-        _child([sys.executable, __file__, "--child", str(work), str(out), "--steps", str(args.steps),
+        run_child([sys.executable, __file__, "--child", str(work), str(out), "--steps", str(args.steps),
                 "--batch", str(args.batch), "--grid", args.grid, "--eval-split", args.eval_split,
                 "--threads", str(args.threads)], env)
         rows.append(report("ours", json.loads(out.read_text())))
@@ -202,7 +191,7 @@ def main() -> None:
         grid_path = work / f"grid_{args.grid}.json"
         grid_path.write_text(json.dumps(grid_values(args.grid)))
         out = work / f"reference_{args.grid}_{args.eval_split}.json"
-        _child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_decoder_driver.py")), str(work / "model"),
+        run_child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_decoder_driver.py")), str(work / "model"),
                 str(work / "data.parquet"), str(work / "neutral.parquet"), str(out), str(args.steps), str(args.batch),
                 args.eval_split, str(grid_path), str(args.threads)], env)
         rows.append(report("reference", json.loads(out.read_text())))

@@ -112,7 +112,7 @@ def run_ours(folder: Path, steps: int, batch: int, out: Path, bf16: bool, micro_
                                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
 
 
-def _child(cmd: list[str], env: dict | None = None) -> float:
+def run_child(cmd: list[str], env: dict | None = None) -> float:
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -159,14 +159,14 @@ def main() -> None:
         out = work / f"ours_b{batch}.json"
         cmd = [sys.executable, __file__, "--child", str(work), str(args.steps), str(batch), str(out)]
         micro = [] if args.micro_batch is None else ["--micro-batch", str(args.micro_batch)]
-        _child(cmd + (["--bf16"] if args.bf16 else []) + micro, env)
+        run_child(cmd + (["--bf16"] if args.bf16 else []) + micro, env)
         result = json.loads(out.read_text())
         rows.append(report("ours" + (" bf16" if args.bf16 else "") + f" micro={result.get('micro_batch')}", result))
     if args.side in ("both", "reference"):
         if not REFERENCE_PY.exists():
             raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: run benchmarks/perf/reference_venv.sh")
         out = work / f"reference_b{args.batch}.json"
-        _child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_driver.py")), str(work / "model"),
+        run_child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_driver.py")), str(work / "model"),
                 str(work / "data.parquet"), str(out), str(args.steps), str(args.batch)], env)
         rows.append(report("reference", json.loads(out.read_text())))
     if len(rows) == 2:
