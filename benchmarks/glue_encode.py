@@ -109,18 +109,6 @@ def token_budget_batches(lengths: Sequence[int], budget: int, max_rows: int) -> 
     return batches
 
 
-def _padded(rows: dict[str, list[list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
-    width = max(len(r) for r in rows["input_ids"])
-    out = {}
-    for key, values in rows.items():
-        fill = pad_id if key == "input_ids" else 0
-        tensor = torch.full((len(values), width), fill, dtype=torch.long)
-        for row, value in enumerate(values):
-            tensor[row, :len(value)] = torch.tensor(value, dtype=torch.long)
-        out[key] = tensor.to(device)
-    return out
-
-
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
@@ -174,12 +162,12 @@ def encode(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None]
     out = torch.empty(len(first), lm.hidden_size, dtype=torch.float32)
     model = encoder_for(lm, precision)
     forward = _forward(model, compiled)
-    pad_id = lm.tokenizer.pad_token_id
     was_training = model.model.training
     model.model.eval()
     try:
         for idx in progress_bar(batches, progress, "encoding"):
-            batch = _padded({k: [enc[k][i] for i in idx] for k in keys}, pad_id, model.device)
+            rows = lm.tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in rows.items()}
             hidden = forward(**batch).last_hidden_state
             out[idx] = mean_pool(hidden.float(), batch["attention_mask"]).cpu()
     finally:
