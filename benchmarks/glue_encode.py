@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from harness.atomic import write_bytes_atomic
+from harness.cache_entry import cached_file
 from harness.hooks import linear_hooks
 from harness.models.interface import LanguageModel
 from harness.progress import progress as progress_bar
@@ -199,28 +199,35 @@ def features(lm: LanguageModel, first: Sequence[str], second: Sequence[str | Non
                     progress=progress)
     if hooks and combined is None:
         return encode(lm, first, second, **settings), "encoded-with-hooks"
-    path = None
-    if cache_dir is not None:
-        key = cache_key(lm, first, second, max_length=max_length, precision=precision, compiled=compiled)
-        path = Path(cache_dir) / "features" / weights_identity(lm) / f"{key}.pt"
-    plain, how = None, "encoded"
-    if path is not None and path.is_file():
-        try:
-            plain = torch.load(path, weights_only=True)
-            if plain.shape != (len(first), lm.hidden_size):
-                plain = None
-            else:
-                how = "cached"
-        except Exception:  # a corrupt cache entry is recomputed, never used
-            plain = None
-    if plain is None:
-        lm.hooks.clear()  # the plain model's features; the hook is applied below, exactly
-        try:
-            plain = encode(lm, first, second, **settings)
-        finally:
-            lm.hooks.extend(hooks)
-        if path is not None:
-            buffer = io.BytesIO()
-            torch.save(plain, buffer)
-            write_bytes_atomic(path, buffer.getvalue())
-    return (plain if combined is None else combined.apply_to_features(plain)), how
+    if cache_dir is None:
+        return _plain_then_hook(lm, hooks, combined, settings, first, second), "encoded"
+    key = cache_key(lm, first, second, max_length=max_length, precision=precision, compiled=compiled)
+    path = Path(cache_dir) / "features" / weights_identity(lm) / f"{key}.pt"
+
+    def build() -> bytes:
+        buffer = io.BytesIO()
+        torch.save(_plain(lm, hooks, settings, first, second), buffer)
+        return buffer.getvalue()
+
+    def decode(data: bytes) -> torch.Tensor:
+        plain = torch.load(io.BytesIO(data), weights_only=True)
+        if tuple(plain.shape) != (len(first), lm.hidden_size):
+            raise ValueError(f"features of shape {tuple(plain.shape)}, expected {(len(first), lm.hidden_size)}")
+        return plain
+
+    plain, hit = cached_file(path, build, decode)  # checksummed; built once when processes share the cache
+    return (plain if combined is None else combined.apply_to_features(plain)), "cached" if hit else "encoded"
+
+
+def _plain(lm: LanguageModel, hooks: list, settings: dict, first, second) -> torch.Tensor:
+    """The plain model's features (the hooks are applied afterwards, exactly)."""
+    lm.hooks.clear()
+    try:
+        return encode(lm, first, second, **settings)
+    finally:
+        lm.hooks.extend(hooks)
+
+
+def _plain_then_hook(lm: LanguageModel, hooks: list, combined, settings: dict, first, second) -> torch.Tensor:
+    plain = _plain(lm, hooks, settings, first, second)
+    return plain if combined is None else combined.apply_to_features(plain)

@@ -192,20 +192,20 @@ def encode(lm, texts: Sequence[str], ctx, *, max_length: int | None = None):
     """Mean-pooled last hidden states [N, H] (float32, hooks applied) of ``texts``, cached on disk under
     ``<ctx.cache_dir>/features/`` so INLP, LEACE and RLACE fitted on one model encode their data once."""
     import torch
-    from safetensors.torch import load_file, save
+    from safetensors.torch import load, save
 
-    from harness.atomic import write_bytes_atomic
+    from harness.cache_entry import cached_file
 
     key = _features_key(lm, texts, max_length) if getattr(ctx, "cache_dir", None) else None
-    path = Path(ctx.cache_dir) / "features" / f"{key}.safetensors" if key else None
-    if path is not None and path.is_file():
-        try:
-            return load_file(str(path))["features"]
-        except Exception:  # a corrupt cache entry is recomputed, never used
-            path.unlink(missing_ok=True)
-    features = lm.pooled(list(texts), batch_size=ctx.batch_size, max_length=max_length, progress=ctx.progress)
-    if path is not None:
-        write_bytes_atomic(path, save({"features": features.to(torch.float32).contiguous()}))
+    if key is None:
+        return lm.pooled(list(texts), batch_size=ctx.batch_size, max_length=max_length, progress=ctx.progress)
+
+    def build() -> bytes:
+        features = lm.pooled(list(texts), batch_size=ctx.batch_size, max_length=max_length, progress=ctx.progress)
+        return save({"features": features.to(torch.float32).contiguous()})
+
+    features, _ = cached_file(Path(ctx.cache_dir) / "features" / f"{key}.safetensors", build,
+                              lambda data: load(data)["features"])
     return features
 
 
@@ -261,20 +261,27 @@ def probe_accuracy(x_train: np.ndarray, y_train: Sequence[int], x_test: np.ndarr
 def cached_hook(step_cache: Path | None, fit: Callable[[], tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
     """The :class:`~harness.hooks.AffineHook` saved in ``step_cache`` with its notes, else ``fit()`` and save.
 
-    The hook file is written atomically (a whole directory swap); the notes beside it are optional.
+    The folder (hook and notes) is one checksummed cache entry (:func:`harness.cache_entry.cached_folder`):
+    verified on every load, refitted when corrupt, and fitted once when processes share the cache.
     """
     from harness.atomic import write_json_atomic
+    from harness.cache_entry import cached_folder
     from harness.hooks import AffineHook
 
-    if step_cache is not None and (Path(step_cache) / "hook.safetensors").is_file():
-        notes_path = Path(step_cache) / "notes.json"
-        try:
-            notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
-        except (OSError, json.JSONDecodeError):
-            notes = {}  # the notes are informative only; the hook file is what matters
-        return AffineHook.load(step_cache), {**notes, "cache_hit": True}
-    hook, notes = fit()
-    if step_cache is not None:
-        hook.save(step_cache)
-        write_json_atomic(Path(step_cache) / "notes.json", notes)
-    return hook, {**notes, "cache_hit": False}
+    if step_cache is None:
+        hook, notes = fit()
+        return hook, {**notes, "cache_hit": False}
+    fitted: dict[str, Any] = {}
+
+    def build(scratch: Path) -> None:
+        fitted["hook"], fitted["notes"] = fit()
+        fitted["hook"].write(scratch)
+        write_json_atomic(scratch / "notes.json", fitted["notes"])
+
+    def load(folder: Path) -> tuple[Any, dict[str, Any]]:
+        if fitted:
+            return fitted["hook"], fitted["notes"]
+        return AffineHook.load(folder), json.loads((folder / "notes.json").read_text())
+
+    (hook, notes), hit = cached_folder(Path(step_cache), build, load)
+    return hook, {**notes, "cache_hit": hit}

@@ -67,25 +67,40 @@ class AffineHook:
         return AffineHook(matrix, bias)
 
     # -- persistence (method artefact caches) --------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
+    def write(self, folder: str | Path) -> None:
+        """Write ``hook.safetensors`` into ``folder`` (a scratch folder that the caller seals)."""
         from safetensors.torch import save_file
 
         tensors = {"matrix": self.matrix.contiguous()}
         if self.bias is not None:
             tensors["bias"] = self.bias.contiguous()
+        save_file(tensors, str(Path(folder) / "hook.safetensors"))
+
+    def save(self, directory: str | Path) -> None:
+        """Replace ``directory`` with this hook and its checksum manifest (atomically)."""
+        from harness.cache_entry import seal
+
         with atomic_directory(Path(directory)) as tmp:
-            save_file(tensors, str(tmp / "hook.safetensors"))
+            self.write(tmp)
+            seal(tmp)
 
     @classmethod
     def load(cls, directory: str | Path) -> "AffineHook":
+        """The hook saved in ``directory``, after checking every byte against its manifest."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from harness.cache_entry import problem
+
         path = Path(directory) / "hook.safetensors"
+        fix = f"delete {Path(directory)} to refit"
+        found = problem(directory) if path.is_file() else None
+        if found:
+            raise HarnessError(found, fix)
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise HarnessError(f"cannot read hook file {path} ({exc})", f"delete {Path(directory)} to refit") from None
+            raise HarnessError(f"cannot read hook file {path} ({exc})", fix) from None
         return cls(tensors["matrix"], tensors.get("bias"))
 
 

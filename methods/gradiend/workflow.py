@@ -1,7 +1,8 @@
 """The GRADIEND workflow as one cached unit: data → filter → (pre-prune) → train → encoder → decoder grid.
 
 Everything one trained GRADIEND produces lives in one folder, written through
-:func:`harness.atomic.atomic_directory` (a failure leaves nothing behind) and finished by ``done.json``:
+:func:`harness.cache_entry.cached_folder` (a failure leaves nothing behind; every file checksummed in
+``.sha256.json``, verified on each load) and finished by ``done.json``:
 ``data/`` (templates, names, neutral sentences as parquet and CSV), ``gradiend.safetensors`` (all seeds,
 sign-normalised, with the kept index), ``training.json``, ``convergence.png``, ``encoder.json``,
 ``encoder_test.png``, ``decoder_grid.csv``, ``decoder_grid.png`` and ``selection.json``.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from harness.atomic import atomic_directory, write_json_atomic
+from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
 from methods.gradiend.data import GradiendData, build_data
@@ -117,6 +118,7 @@ class Artefacts:
     model: Gradiend  # the selected seed, one row
     selection: dict
     summary: dict = field(default_factory=dict)
+    cache_hit: bool = False  # loaded from a verified cache entry rather than trained now
 
     def update(self, metric: str, rule: str = "product") -> tuple[float, torch.Tensor]:
         chosen = self.selection[rule][metric]
@@ -134,30 +136,37 @@ def prepare_data(lm: LanguageModel, settings: Settings, progress: bool = False) 
 
 def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool = False,
         batch_size: int = 32, data: GradiendData | None = None) -> Artefacts:
-    """Run (or load) the whole workflow for ``lm`` into ``folder`` (``data``: prepared data to reuse)."""
-    folder = Path(folder)
-    if (folder / "done.json").is_file():
-        return load_artefacts(folder)
-    timings: dict[str, float] = {}
-    with atomic_directory(folder) as scratch:
+    """Run (or load) the whole workflow for ``lm`` into ``folder`` (``data``: prepared data to reuse).
+
+    The folder is one checksummed cache entry (:func:`harness.cache_entry.cached_folder`): every file is
+    verified on load, a corrupt or unfinished folder is retrained (with a warning naming the file), and
+    processes sharing the cache train once. ``Artefacts.cache_hit`` says whether it was reused.
+    """
+    from harness.cache_entry import cached_folder
+
+    def build(scratch: Path) -> None:
+        timings: dict[str, float] = {}
         clock = time.perf_counter()
-        data = data if data is not None else prepare_data(lm, settings, progress)
-        data.save(scratch / "data")
+        prepared = data if data is not None else prepare_data(lm, settings, progress)
+        prepared.save(scratch / "data")
         timings["data"] = time.perf_counter() - clock
-        engine, result, model = step_train(lm, settings, data, scratch, batch_size=batch_size, progress=progress,
-                                           timings=timings)
+        engine, result, model = step_train(lm, settings, prepared, scratch, batch_size=batch_size,
+                                           progress=progress, timings=timings)
         clock = time.perf_counter()
-        encoder = step_encoder(engine, settings, data, model, scratch, progress=progress)
+        encoder = step_encoder(engine, settings, prepared, model, scratch, progress=progress)
         timings["encoder_eval"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        step_decoder(engine, settings, data, model, scratch, progress=progress)
+        step_decoder(engine, settings, prepared, model, scratch, progress=progress)
         timings["decoder_eval"] = time.perf_counter() - clock
-        summary = {"protocol": settings.protocol, "classes": list(data.classes.names), "data": data.info,
+        summary = {"protocol": settings.protocol, "classes": list(prepared.classes.names), "data": prepared.info,
                    "parameters": {"selected": engine.map.total, "trained": engine.map.dim},
                    "training": result.summary(), "encoder": encoder,
                    "seconds": {k: round(v, 2) for k, v in timings.items()}}
         write_json_atomic(scratch / "done.json", summary)
-    return load_artefacts(folder)
+
+    artefacts, hit = cached_folder(Path(folder), build, load_artefacts)
+    artefacts.cache_hit = hit
+    return artefacts
 
 
 def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder: Path, *, batch_size: int = 32,
