@@ -93,8 +93,10 @@ def remove_stale_scratch(parent: Path) -> list[Path]:
 
 
 def _scratch(final: Path, tag: str = "") -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.owner-{_host()}-{os.getpid()}.{tag}",
-                                 suffix=".partial", dir=final.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.owner-{_host()}-{os.getpid()}.{tag}",
+                                    suffix=".partial", dir=final.parent))
+    os.chmod(scratch, 0o777 & ~os.umask(os.umask(0)))  # mkdtemp makes 0700; caches are meant to be shared
+    return scratch
 
 
 @contextlib.contextmanager

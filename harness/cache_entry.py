@@ -75,6 +75,7 @@ def cached_file(path: Path, build: Callable[[], bytes], decode: Callable[[bytes]
                 log.warning("cache entry %s is unusable (%s); rebuilding it", path, exc)
         data = build()
         write_file(path, data)
+        log.info("built cache entry %s", path)
         return decode(data), False
 
 
@@ -132,4 +133,5 @@ def cached_folder(folder: Path, build: Callable[[Path], None], load: Callable[[P
         with atomic_directory(folder) as scratch:
             build(scratch)
             seal(scratch)
+        log.info("built cache entry %s", folder)
         return load(folder), False
