@@ -172,3 +172,27 @@ def test_malformed_data_complete_marker_is_rebuilt(private_cache, no_mirror, con
         again = catalog().resolve("stereoset-dev", ["dev.jsonl"])
     assert again.checksums == first.checksums and "rebuilding" in caplog.text
     assert isinstance(json.loads(marker.read_text()), dict)
+
+
+@pytest.mark.slow
+def test_corrupted_gradiend_checkpoint_is_detected_and_retrained(bert_tiny, mirror, tmp_path, caplog):
+    """A damaged checkpoint in the shared GRADIEND cache folder is found by the folder's manifest and
+    retrained (same seed, same data: the same weights); a loader without a cache says which file is bad."""
+    from harness.errors import HarnessError
+    from methods.gradiend.model import Gradiend
+    from methods.gradiend.workflow import Settings, fit, prepare_data
+
+    settings = Settings(max_steps=4, seeds=(0,))
+    data = prepare_data(bert_tiny, settings)
+    folder = tmp_path / "gradiend-shared" / "entry"
+    first = fit(bert_tiny, settings, folder, data=data)
+    assert not first.cache_hit
+    checkpoint = folder / "gradiend.safetensors"
+    _overwrite(checkpoint, len(checkpoint.read_bytes()) // 2)
+    with pytest.raises(HarnessError, match=f"{checkpoint}.*corrupt.*delete"):
+        Gradiend.load(checkpoint)
+    with caplog.at_level(logging.WARNING):
+        again = fit(bert_tiny, settings, folder, data=data)
+    assert not again.cache_hit and str(checkpoint) in caplog.text
+    torch.testing.assert_close(again.model.w_d, first.model.w_d, rtol=0, atol=0)
+    assert fit(bert_tiny, settings, folder, data=data).cache_hit
