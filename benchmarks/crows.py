@@ -49,6 +49,7 @@ import numpy as np
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_benchmark
 from harness.scoring import MaskedQuery, causal_token_log_probs, masked_log_probs
 from harness.stats import bootstrap_ratio
@@ -211,15 +212,11 @@ def crows_scores(prefs: np.ndarray, directions: Sequence[str], *, resamples: int
 @register_benchmark("crows")
 class CrowSPairs(Benchmark):
     datasets = ("crows-pairs",)
-    default_options = {"scoring": "bias-bench", "bias_type": None, "batch_rows": 512, "resamples": 1000}
+    # bias_type: a CrowS-Pairs bias type (null: the run's); the file's own list is checked when it is read
+    options_spec = {"scoring": Option(str, "bias-bench", choices=SCORINGS), "bias_type": Option(str, None, allow_none=True),
+                    "batch_rows": Option(int, 512, minimum=1), "resamples": Option(int, 1000, minimum=1)}
     headline = ("score",)
     execution_options = ("batch_rows",)
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        if self.options["scoring"] not in SCORINGS:
-            raise HarnessError(f"benchmark 'crows' has no scoring '{self.options['scoring']}'",
-                               f"choose one of: {', '.join(SCORINGS)}")
 
     def pairs(self, ctx: RunContext) -> list[CrowsPair]:
         path = ctx.data("crows-pairs", [FILE]).path(FILE)

@@ -30,6 +30,7 @@ from benchmarks.probe import bootstrap_task, fit_probe, majority_predictions, sa
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option
 
 PROTOCOLS = ("auto", "probe", "finetune-lite", "full")
 
@@ -39,15 +40,23 @@ class GlueSuite(Benchmark):
     reads = "representations"
     headline = ("score",)
     execution_options = ("batch_size", "compile")  # how fast, not what: not part of the record's hash
-    default_options = {"protocol": "auto", "tasks": None, "max_train": 2000, "max_length": 128,
-                       "precision": "auto", "compile": "auto", "batch_size": 32, "resamples": 1000,
-                       "finetune_max_train": 1000, "finetune_seeds": [0, 1, 2], "lr": 2e-5, "train_batch_size": 32}
+    options_spec = {
+        "protocol": Option(str, "auto", choices=PROTOCOLS),
+        "tasks": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1, comma_text=True),
+        "max_train": Option(int, 2000, minimum=1, allow_none=True),  # null: every training example
+        "max_length": Option(int, 128, minimum=1), "precision": Option(str, "auto", choices=PRECISIONS),
+        "compile": Option(bool, "auto", choices=COMPILE_CHOICES), "batch_size": Option(int, 32, minimum=1),
+        "resamples": Option(int, 1000, minimum=1), "finetune_max_train": Option(int, 1000, minimum=1, allow_none=True),
+        "finetune_seeds": Option(list, [0, 1, 2], items=Option(int, 0, minimum=0), min_items=1, unique=True),
+        "lr": Option(float, 2e-5, above=0), "train_batch_size": Option(int, 32, minimum=1)}
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.selected()  # unknown task names fail when the config is read
 
     # -- options -------------------------------------------------------------------------------------
     def protocol(self, ctx: RunContext) -> str:
         chosen = self.options["protocol"]
-        if chosen not in PROTOCOLS:
-            raise HarnessError(f"{self.name} option 'protocol' is {chosen!r}", f"choose one of: {', '.join(PROTOCOLS)}")
         if chosen != "auto":
             return chosen
         return "full" if ctx.protocol == "full" else "probe"
@@ -63,20 +72,6 @@ class GlueSuite(Benchmark):
             raise HarnessError(f"{self.name} has no task(s) {', '.join(unknown) or '(none given)'}",
                                f"choose from: {', '.join(names)}")
         return [t for t in self.tasks if t.name in chosen]
-
-    def _validate(self) -> None:
-        o = self.options
-        for key in ("max_train", "max_length", "batch_size", "resamples", "finetune_max_train", "train_batch_size"):
-            if o[key] is not None and (not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1):
-                raise HarnessError(f"{self.name} option '{key}' must be a positive integer, not {o[key]!r}")
-        if o["precision"] not in PRECISIONS:
-            raise HarnessError(f"{self.name} option 'precision' is {o['precision']!r}",
-                               f"choose one of: {', '.join(PRECISIONS)}")
-        if o["compile"] not in COMPILE_CHOICES:
-            raise HarnessError(f"{self.name} option 'compile' is {o['compile']!r}", "choose auto, true or false")
-        seeds = o["finetune_seeds"]
-        if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
-            raise HarnessError(f"{self.name} option 'finetune_seeds' must be a non-empty list of integers")
 
     # -- one task ------------------------------------------------------------------------------------
     def _probe(self, lm: LanguageModel, ctx: RunContext, spec: TaskSpec, train: Split,
@@ -154,7 +149,6 @@ class GlueSuite(Benchmark):
 
     # -- the suite -----------------------------------------------------------------------------------
     def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
-        self._validate()
         protocol = self.protocol(ctx)
         specs = self.selected()
         scores: dict[str, Score] = {}

@@ -35,6 +35,7 @@ from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_benchmark
 
 _SPECS = {t.dataset: t for t in GLUE_TASKS + SUPERGLUE_TASKS}
@@ -165,12 +166,17 @@ class ZeroShotSuite(Benchmark):
     reads = "predictions"
     headline = ("score",)
     execution_options = ("batch_size",)
-    default_options = {"tasks": None, "limit": None, "backend": "auto", "batch_size": 16, "resamples": 1000}
+    # limit: examples per task (lm-eval's: a number < 1 is a fraction); null: all
+    options_spec = {"tasks": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1, comma_text=True),
+                    "limit": Option(float, None, above=0, allow_none=True),
+                    "backend": Option(str, "auto", choices=("auto", "hf", "harness")),
+                    "batch_size": Option(int, 16, minimum=1), "resamples": Option(int, 1000, minimum=1)}
 
-    def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
-        import lm_eval
-        import lm_eval.tasks
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.selected()  # unknown task names fail when the config is read
 
+    def selected(self) -> list[str]:
         chosen = self.options["tasks"]
         names = list(self.tasks) if chosen is None else (
             [c.strip() for c in chosen.split(",")] if isinstance(chosen, str) else list(chosen))
@@ -178,9 +184,13 @@ class ZeroShotSuite(Benchmark):
         if unknown or not names:
             raise HarnessError(f"{self.name} has no task(s) {', '.join(unknown) or '(none given)'}",
                                f"choose from: {', '.join(self.tasks)}")
-        if self.options["backend"] not in ("auto", "hf", "harness"):
-            raise HarnessError(f"{self.name} option 'backend' is {self.options['backend']!r}",
-                               "choose auto, hf or harness")
+        return names
+
+    def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
+        import lm_eval
+        import lm_eval.tasks
+
+        names = self.selected()
         root = Path(ctx.cache_dir or Path.cwd() / ".cache") / "lm_eval" / self.name
         package = Path(lm_eval.tasks.__file__).parent
         unavailable, local, docs = {}, {}, {}

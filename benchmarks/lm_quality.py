@@ -20,6 +20,7 @@ import torch
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.data.corpus import load_documents, sentence_pool, split_documents
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.progress import progress
 from harness.registry import register_benchmark
 from harness.stats import bootstrap_ratio
@@ -28,7 +29,9 @@ from harness.stats import bootstrap_ratio
 @register_benchmark("lm-quality")
 class LMQuality(Benchmark):
     datasets = ("corpus-en",)
-    default_options = {"n_sentences": 1000, "mask_fraction": 0.15, "max_length": 128, "resamples": 1000}
+    # max_length ≥ 2: causal LMs score max_length - 1 tokens after the BOS token
+    options_spec = {"n_sentences": Option(int, 1000, minimum=1), "mask_fraction": Option(float, 0.15, above=0, maximum=1),
+                    "max_length": Option(int, 128, minimum=2), "resamples": Option(int, 1000, minimum=1)}
     headline = ("accuracy", "perplexity")
 
     def sentences(self, ctx: RunContext) -> list[str]:

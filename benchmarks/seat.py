@@ -46,6 +46,7 @@ import numpy as np
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_benchmark
 
 SETS = ("targ1", "targ2", "attr1", "attr2")
@@ -168,10 +169,17 @@ def available_tests() -> list[str]:
 @register_benchmark("seat")
 class SEAT(Benchmark):
     datasets = ("seat",)
-    default_options = {"tests": None, "n_permutations": 100_000, "exact_limit": 100_000, "batch_size": 64}
+    options_spec = {"tests": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1, comma_text=True),
+                    "n_permutations": Option(int, 100_000, minimum=1), "exact_limit": Option(int, 100_000, minimum=0),
+                    "batch_size": Option(int, 64, minimum=1)}
     headline = ("effect_size_mean_abs",)
     execution_options = ("batch_size",)
     reads = "representations"
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.options["tests"] is not None:
+            self.tests(RunContext())  # unknown test names fail when the config is read
 
     def tests(self, ctx: RunContext) -> list[str]:
         chosen = self.options["tests"]
@@ -190,9 +198,6 @@ class SEAT(Benchmark):
 
     def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
         tests = self.tests(ctx)
-        for key in ("n_permutations", "exact_limit", "batch_size"):
-            if not isinstance(self.options[key], int) or self.options[key] < (0 if key == "exact_limit" else 1):
-                raise HarnessError(f"SEAT option '{key}' must be a positive integer, not {self.options[key]!r}")
         resolved = ctx.data("seat", [f"{t}.jsonl" for t in tests])
         data = {t: load_seat_test(resolved.path(f"{t}.jsonl")) for t in tests}
         # every unique sentence of every test in one batched pass, then indexed per set

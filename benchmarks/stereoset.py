@@ -24,7 +24,6 @@ import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_benchmark
 from harness.scoring import MaskedQuery, causal_token_log_probs, masked_log_probs
 
@@ -71,7 +71,18 @@ def load_clusters(path: Path) -> tuple[list[Cluster], str]:
                            "use the original StereoSet JSON or the simplified jsonl format") from None
     if not clusters:
         raise HarnessError(f"StereoSet file {path} has no intrasentence examples", "check that it is a StereoSet file")
+    seen_clusters: set[str] = set()
+    seen_sentences: set[str] = set()
     for cluster in clusters:
+        if cluster.id in seen_clusters:  # it would count twice in every metric
+            raise HarnessError(f"StereoSet file {path}: cluster {cluster.id} appears twice",
+                               "keep one copy of each cluster (the original files have unique ids)")
+        seen_clusters.add(cluster.id)
+        for sid, _ in cluster.sentences.values():
+            if sid in seen_sentences:
+                raise HarnessError(f"StereoSet file {path}: sentence id {sid} appears twice",
+                                   "give each sentence its own id (the original files have unique ids)")
+            seen_sentences.add(sid)
         if "BLANK" not in cluster.context:
             raise HarnessError(f"StereoSet file {path}: cluster {cluster.id} context has no BLANK",
                                "every intrasentence context must contain the word BLANK")
@@ -206,12 +217,23 @@ def results_table(results: dict[str, dict[str, Score]]) -> str:
 
 
 def read_predictions(path: Path) -> dict[str, float]:
+    """``{sentence id: score}``; each id once, each score a finite number (NaN would compare as 'not
+    greater' and silently count as anti-stereotypical)."""
+    expected = 'expected {"intrasentence": [{"id": ..., "score": ...}, ...]}'
     try:
-        raw = json.loads(Path(path).read_text())
-        return {str(item["id"]): float(item["score"]) for item in raw["intrasentence"]}
+        items = [(str(item["id"]), item["score"]) for item in json.loads(Path(path).read_text())["intrasentence"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise HarnessError(f"predictions file {path} is malformed ({type(exc).__name__}: {exc})",
-                           'expected {"intrasentence": [{"id": ..., "score": ...}, ...]}') from None
+        raise HarnessError(f"predictions file {path} is malformed ({type(exc).__name__}: {exc})", expected) from None
+    scores: dict[str, float] = {}
+    for sid, score in items:
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not np.isfinite(score):
+            raise HarnessError(f"predictions file {path}: sentence {sid} has score {score!r}, not a finite number",
+                               "write each sentence's score as a JSON number (no NaN, Infinity or text)")
+        if sid in scores:
+            raise HarnessError(f"predictions file {path}: sentence id {sid} appears twice",
+                               "write one score per sentence id")
+        scores[sid] = float(score)
+    return scores
 
 
 @register_benchmark("stereoset")
@@ -219,14 +241,14 @@ class StereoSet(Benchmark):
     """StereoSet intrasentence SS / LMS / ICAT (bias-bench likelihood scoring)."""
 
     # max_rows: rows per forward pass (None: 128 for masked LMs, 64 for causal LMs — fastest on 2 CPU cores)
-    default_options: dict[str, Any] = {"split": "auto", "resamples": 1000, "max_rows": None}
+    # resamples 0: no confidence interval
+    options_spec = {"split": Option(str, "auto", choices=("auto", *SPLITS)), "resamples": Option(int, 1000, minimum=0),
+                    "max_rows": Option(int, None, minimum=1, allow_none=True)}
     headline = ("ss", "lms", "icat")
     execution_options = ("max_rows",)
 
     def dataset(self, ctx: RunContext):
         split = self.options["split"]
-        if split not in ("auto", *SPLITS):
-            raise HarnessError(f"stereoset split '{split}' is unknown", f"use one of: auto, {', '.join(SPLITS)}")
         if split == "auto":  # the full test split where it can be had (hub/URL), else dev
             name, file_name = SPLITS["test"]
             try:

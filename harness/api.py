@@ -26,17 +26,30 @@ import torch
 from harness.data.catalog import ResolvedDataset, resolve
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option, defaults_of
 
 Protocol = Literal["cpu", "full", "finetune-lite", "probe"]
 
 
-def resolve_options(kind: str, name: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overridden by ``given``; an option the adapter does not know is an error naming the allowed ones."""
+def resolve_options(kind: str, name: str, defaults: dict[str, Any], given: dict[str, Any],
+                    spec: dict[str, Option] | None = None) -> dict[str, Any]:
+    """Defaults overridden by ``given``; an option the adapter does not know, or a given value its
+    :class:`~harness.options.Option` rejects, is a one-line error naming the option and the allowed values.
+    Values are kept as given (never converted), so a valid config hashes as it always did."""
     unknown = set(given) - set(defaults)
     if unknown:
         raise HarnessError(f"{kind} '{name}' has no option(s) {', '.join(sorted(unknown))}",
                            f"allowed: {', '.join(sorted(defaults)) or '(none)'}")
+    for key, value in given.items():
+        if spec and key in spec:
+            spec[key].check(kind, name, key, value)
     return {**defaults, **given}
+
+
+def _derive_defaults(cls: type) -> None:
+    """An adapter that declares ``options_spec`` gets ``default_options`` from it."""
+    if "options_spec" in cls.__dict__:
+        cls.default_options = defaults_of(cls.options_spec)
 
 
 @dataclass
@@ -104,6 +117,7 @@ class Benchmark:
     version: ClassVar[int] = 1  # bump when a change alters the numbers, so old records are not reused
     kinds: ClassVar[tuple[str, ...]] = ("masked", "causal")
     datasets: ClassVar[tuple[str, ...]] = ()
+    options_spec: ClassVar[dict[str, Option]] = {}  # typed options (see harness.options); sets default_options
     default_options: ClassVar[dict[str, Any]] = {}
     headline: ClassVar[tuple[str, ...]] = ()  # the metrics a summary table shows (default: all)
     # options that change speed or memory but never the numbers (batch sizes): left out of the config hash
@@ -113,8 +127,12 @@ class Benchmark:
     # to a representation benchmark.
     reads: ClassVar[Literal["predictions", "representations"]] = "predictions"
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        _derive_defaults(cls)
+
     def __init__(self, **options: Any):
-        self.options = resolve_options("benchmark", self.name, self.default_options, options)
+        self.options = resolve_options("benchmark", self.name, self.default_options, options, self.options_spec)
 
     def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
         raise NotImplementedError
@@ -134,10 +152,15 @@ class Method:
     version: ClassVar[int] = 1  # bump when a change alters the numbers, so old records are not reused
     kind: ClassVar[Literal["weight", "post"]]
     acts_on: ClassVar[Literal["weights", "representations", "predictions"]]
+    options_spec: ClassVar[dict[str, Option]] = {}  # typed options (see harness.options); sets default_options
     default_options: ClassVar[dict[str, Any]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        _derive_defaults(cls)
+
     def __init__(self, **options: Any):
-        self.options = resolve_options("method", self.name, self.default_options, options)
+        self.options = resolve_options("method", self.name, self.default_options, options, self.options_spec)
         self.notes: dict[str, Any] = {}
 
 

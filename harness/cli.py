@@ -184,9 +184,15 @@ def cmd_list_registered(args) -> int:
 # -- run ----------------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
     from harness.config import load_config
+    from harness.paths import ensure_writable_dir
     from harness.pipeline import describe_plan, run_experiment
 
     config = load_config(args.config)
+    results = Path(args.results or config.results_dir)
+    fix = "pass --results with a writable folder (or set results_dir in the config)"
+    ensure_writable_dir(results, "results folder", fix)
+    for beside in ("cache", "artifacts"):  # the pipeline keeps method caches and large outputs next to it
+        ensure_writable_dir(results.parent / beside, f"{beside} folder", fix)
     plan = describe_plan(config, args.results)
     print(f"{config.name}: {plan['runs']} run(s) in {plan['groups']} group(s), {plan['done']} already recorded"
           + (" (ignored: --force)" if args.force and plan["done"] else ""))
@@ -199,8 +205,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors (a bad flag value, a missing argument) are one ``error:`` line too; sub-parsers,
+    including those other packages register, inherit this class."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}. See `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradiend-bench", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="gradiend-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"gradiend-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -261,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user chose that cannot be read or written: one line, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}. Check that the path exists, is the right kind (file or "
+              "folder) and is writable, or choose another one.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted; finished records are kept and `gradiend-bench run` resumes from them",
               file=sys.stderr)

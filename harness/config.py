@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -28,6 +29,9 @@ from harness.errors import HarnessError
 
 PROTOCOLS = ("cpu", "full")
 BIAS_TYPES = ("gender", "race", "religion")
+DEVICE_PATTERN = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
+# strict: YAML's `true` is not seed 1, "3" is not 3
+Seed = Annotated[int, Field(strict=True, ge=0)]
 
 
 class Component(BaseModel):
@@ -43,18 +47,26 @@ class ExperimentConfig(BaseModel):
     models: list[str] = Field(min_length=1)
     variants: list[str | Component] = Field(default_factory=lambda: ["base"], min_length=1, validate_default=True)
     benchmarks: list[str | Component] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     protocol: Literal["cpu", "full"] = "cpu"
     bias_type: Literal["gender", "race", "religion"] = "gender"
     results_dir: str = "results/runs"
     device: str = "cpu"
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=64, ge=1, strict=True)
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("variants", "benchmarks")
     @classmethod
     def _normalise(cls, items: list[str | Component]) -> list[Component]:
         return [Component(name=i) if isinstance(i, str) else i for i in items]
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} is listed twice (it would compute the same runs twice); list each seed once")
+        return seeds
 
     def component_list(self, key: str) -> list[Component]:
         return list(getattr(self, key))  # already normalised
@@ -131,7 +143,9 @@ def _pydantic_message(exc: ValidationError) -> str:
         return f"missing required key '{key}'"
     if kind == "literal_error":
         return f"key '{key}' must be one of {err['ctx']['expected']}, got {err['input']!r}"
-    return f"key '{key}': {err['msg']}"
+    if kind == "value_error":
+        return f"key '{key}': {err['ctx']['error']}"
+    return f"key '{key}': {err['msg']}, got {repr(err['input'])[:80]}"
 
 
 def parse_config(raw: Any, source: str = "<config>") -> ExperimentConfig:
@@ -161,11 +175,25 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def validate_names(config: ExperimentConfig, source: str) -> None:
-    """Check benchmark, method and model names against the registries and the model catalog."""
+    """Check names against the registries and the model catalog, every option against its adapter's
+    declaration (:mod:`harness.options`) and the device, so that ``--dry-run`` finds every bad value."""
     from harness.models.catalog import ZOO_PREFIX, model_catalog
-    from harness.registry import benchmark_names, get_benchmark
+    from harness.registry import benchmark_names, get_benchmark, get_method, method_names
     from harness.variants import parse_variant
 
+    used_methods = {part.strip() for v in config.variants for part in v.name.split("+")}
+    for method, options in config.method_options.items():
+        key = f"config {source}: key 'method_options.{method}'"
+        if method not in method_names():
+            raise HarnessError(f"{key}: unknown method '{method}'", f"use one of: {', '.join(method_names())}")
+        if method not in used_methods:
+            raise HarnessError(f"{key}: no variant uses method '{method}', so these options would be ignored",
+                               f"remove the entry or add a variant with {method} (variants: "
+                               f"{', '.join(v.name for v in config.variants)})")
+        try:
+            get_method(method)(**options)
+        except HarnessError as exc:
+            raise HarnessError(f"{key}: {exc.what}", exc.fix) from None
     for i, bench in enumerate(config.benchmarks):
         if bench.name not in benchmark_names():
             raise HarnessError(f"config {source}: key 'benchmarks[{i}]': unknown benchmark '{bench.name}'",
@@ -176,15 +204,54 @@ def validate_names(config: ExperimentConfig, source: str) -> None:
             raise HarnessError(f"config {source}: key 'benchmarks[{i}].options': {exc.what}", exc.fix) from None
     for i, variant in enumerate(config.variants):
         try:
-            parse_variant(variant.name, variant.options)
+            steps = parse_variant(variant.name, {**config.method_options, **variant.options})
         except HarnessError as exc:
             raise HarnessError(f"config {source}: key 'variants[{i}]': {exc.what}", exc.fix) from None
+        stray = sorted(set(variant.options) - {step.name for step in steps})
+        if stray:
+            raise HarnessError(f"config {source}: key 'variants[{i}].options': variant '{variant.name}' has no "
+                               f"method {', '.join(stray)}", "key the options by a method of the variant, "
+                               f"e.g. {{{(steps[0].name if steps else 'inlp')}: {{...}}}}")
     for i, model in enumerate(config.models):
-        if model.startswith(ZOO_PREFIX):
-            try:
+        try:
+            if model.startswith(ZOO_PREFIX):
                 model_catalog().entry(model)
-            except HarnessError as exc:
-                raise HarnessError(f"config {source}: key 'models[{i}]': {exc.what}", exc.fix) from None
+            else:
+                check_local_model(model)
+        except HarnessError as exc:
+            raise HarnessError(f"config {source}: key 'models[{i}]': {exc.what}", exc.fix) from None
+    check_device(config.device, source)
+
+
+def check_local_model(model: str) -> None:
+    """A model that names a path must be a save_pretrained folder; '..' or '.' never are one (they would
+    also turn into record folders outside the results folder)."""
+    path = Path(model).expanduser()
+    path_like = model.startswith((".", "/", "~")) or path.exists()
+    if not path_like:
+        return  # a hub id (org/name): resolved when the model loads
+    if not path.is_dir():
+        raise HarnessError(f"model '{model}' is neither a zoo name, a model folder nor a hub id",
+                           "use zoo:bert-tiny, a save_pretrained folder, or org/name")
+    if not (path / "config.json").is_file():
+        raise HarnessError(f"model folder '{model}' has no config.json", "point to a folder written by save_pretrained")
+
+
+def check_device(device: str, source: str) -> None:
+    """cpu, auto, mps, cuda or cuda:N — and the accelerator must be there now, not only after the model loaded."""
+    key = f"config {source}: key 'device'"
+    if not DEVICE_PATTERN.match(device):
+        raise HarnessError(f"{key}: unknown device {device!r}", "use cpu, cuda, cuda:N, mps or auto")
+    import torch
+
+    if device.startswith("cuda"):
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= available:
+            raise HarnessError(f"{key}: {device} is not available here ({available} CUDA device(s) visible)",
+                               "use device: cpu (or auto), or run on a machine with a GPU and a CUDA build of torch")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise HarnessError(f"{key}: mps is not available here", "use device: cpu (or auto)")
 
 
 def expand(config: ExperimentConfig) -> list[RunSpec]:

@@ -7,6 +7,7 @@ makes "already done?" a file-existence check, so an interrupted grid resumes whe
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,10 @@ STATUS_NOT_APPLICABLE = "not_applicable"
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text.replace("zoo:", "zoo-")).strip("_") or "_"
+    """A file-name part: runs of other characters become '_'; never '', '.' or '..' (which would name the
+    folder itself or its parent), so a record stays inside its results folder."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text.replace("zoo:", "zoo-")).strip("_")
+    return cleaned if cleaned.strip(".") else "_" * max(1, len(cleaned))
 
 
 @dataclass
@@ -68,8 +72,13 @@ class RunRecord:
 
 
 def record_path(results_dir: Path, spec: RunSpec) -> Path:
-    return (Path(results_dir) / slug(spec.model) / slug(spec.variant)
+    path = (Path(results_dir) / slug(spec.model) / slug(spec.variant)
             / f"{slug(spec.benchmark)}__seed{spec.seed}__{spec.config_hash[:12]}.json")
+    # slug() rules this out; checked by name (not resolve(), which would follow a symlinked model folder)
+    if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(results_dir)):
+        raise HarnessError(f"the record of {spec.model} / {spec.variant} would leave the results folder ({path})",
+                           "rename the model so that it is not a relative path like '..'")
+    return path
 
 
 def write_record(results_dir: Path, spec: RunSpec, record: RunRecord) -> Path:

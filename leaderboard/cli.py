@@ -7,6 +7,39 @@ from pathlib import Path
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
+from harness.paths import ensure_writable_dir, ensure_writable_file
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, not {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, not {text!r}")
+    return value
+
+
+def _check_outputs(args) -> None:
+    """Every output path of a leaderboard/plot command is checked before any record is read."""
+    if getattr(args, "output_dir", None):
+        ensure_writable_dir(args.output_dir, "--output-dir")
+    if getattr(args, "plots", None):
+        ensure_writable_dir(args.plots, "--plots folder")
+    if getattr(args, "readme", None):
+        ensure_writable_file(args.readme, "--readme file")
+    if getattr(args, "output", None):
+        ensure_writable_file(args.output, "--output file")
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -39,6 +72,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 def cmd_leaderboard(args) -> int:
     from leaderboard.table import EXTENSIONS, render
 
+    _check_outputs(args)
     bias = tuple(_csv_list(args.bias) or ())
     options = dict(bias_type=args.bias_type, models=args.models, bias=bias or None, order=_variant_order(args),
                    protocol=args.protocol)
@@ -85,6 +119,7 @@ def cmd_plot(args) -> int:
     from leaderboard.ranking import DEFAULT_BIAS, build
     from leaderboard.table import select_records
 
+    ensure_writable_dir(args.output, "--output folder")
     records = select_records(args.results, args.bias_type, args.models, args.protocol)
     board = build(records, bias=tuple(_csv_list(args.bias) or DEFAULT_BIAS), order=_variant_order(args),
                   models=args.models, bias_type=args.bias_type)
@@ -101,6 +136,8 @@ def cmd_check(args) -> int:
     from leaderboard.check import compare_to_baseline, make_baseline, read_baseline, report, write_baseline
     from leaderboard.table import latest_records
 
+    if args.update:
+        ensure_writable_file(args.baseline, "--baseline file", "choose another --baseline path")
     records = latest_records(load_records(Path(args.results)))
     if args.update:
         if args.config:
@@ -175,7 +212,7 @@ def register_check(subparsers) -> None:
     parser.add_argument("--baseline", required=True, help="baseline JSON file")
     parser.add_argument("--results", default="results/runs", help="records folder (default results/runs)")
     parser.add_argument("--update", action="store_true", help="rewrite the baseline from the current records")
-    parser.add_argument("--tolerance", type=float,
+    parser.add_argument("--tolerance", type=_non_negative_float,
                         help="absolute tolerance (default: the baseline's 95%% CI; exact for scores without a CI)")
     parser.add_argument("--config", help="with --update: record only this experiment grid")
     parser.set_defaults(func=cmd_check)
@@ -188,7 +225,7 @@ def register_compare(subparsers) -> None:
     parser.add_argument("--metric", default="ss", help="ss, lms, icat (StereoSet) or crows (default ss)")
     _add_selection(parser)
     parser.add_argument("--model", dest="models", action="append", help="only this model (repeatable)")
-    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    parser.add_argument("--resamples", type=_positive_int, default=10_000, help="bootstrap resamples (default 10000)")
     parser.add_argument("--seed", type=int, help="records of this seed (default: each variant's lowest seed)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     parser.set_defaults(func=cmd_compare)

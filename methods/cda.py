@@ -18,8 +18,18 @@ from harness.attributes import AttributeLexicon
 from harness.errors import HarnessError
 from harness.models.build import corpus_documents, trained_copy
 from harness.models.interface import LanguageModel
-from harness.pretraining import TUNABLE, resolve_training
+from harness.options import Option
+from harness.pretraining import resolve_training
 from harness.registry import register_method
+
+
+# the continued pre-training settings a method may override (null = the protocol's value; see
+# harness.pretraining.PROTOCOLS); the bounds are TrainingSettings.validate's
+TRAINING_OPTIONS = {"corpus": Option(str, None, allow_none=True), "steps": Option(int, None, minimum=1, allow_none=True),
+                    "batch_size": Option(int, None, minimum=1, allow_none=True),
+                    "grad_accumulation": Option(int, None, minimum=1, allow_none=True),
+                    "seq_len": Option(int, None, minimum=1, allow_none=True),
+                    "lr": Option(float, None, above=0, below=1, allow_none=True)}
 
 
 def augment(sentences: list[str], lexicon: AttributeLexicon, rng: random.Random) -> list[str]:
@@ -31,7 +41,7 @@ def augment(sentences: list[str], lexicon: AttributeLexicon, rng: random.Random)
 @register_method("cda")
 class CDA(WeightChangingMethod):
     name = "cda"
-    default_options = {k: None for k in TUNABLE}
+    options_spec = TRAINING_OPTIONS
 
     def apply(self, lm: LanguageModel, ctx: RunContext) -> LanguageModel:
         from harness.data.corpus import sentences

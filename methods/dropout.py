@@ -11,8 +11,10 @@ from __future__ import annotations
 from harness.api import RunContext, WeightChangingMethod
 from harness.models.build import corpus_documents, trained_copy
 from harness.models.interface import LanguageModel
-from harness.pretraining import TUNABLE, resolve_training
+from harness.options import Option
+from harness.pretraining import resolve_training
 from harness.registry import register_method
+from methods.cda import TRAINING_OPTIONS
 
 RATES = {"masked": {"hidden": 0.20, "attention": 0.15}, "causal": {"hidden": 0.15, "attention": 0.15}}
 
@@ -20,7 +22,8 @@ RATES = {"masked": {"hidden": 0.20, "attention": 0.15}, "causal": {"hidden": 0.1
 @register_method("dropout")
 class Dropout(WeightChangingMethod):
     name = "dropout"
-    default_options = {**{k: None for k in TUNABLE}, "hidden_dropout": None, "attention_dropout": None}
+    options_spec = {**TRAINING_OPTIONS, "hidden_dropout": Option(float, None, minimum=0, below=1, allow_none=True),
+                    "attention_dropout": Option(float, None, minimum=0, below=1, allow_none=True)}
 
     def apply(self, lm: LanguageModel, ctx: RunContext) -> LanguageModel:
         rates = dict(RATES[lm.kind])

@@ -32,6 +32,7 @@ from harness.attribute_data import (attribute_sentences, bias_bench_split, cache
                                     probe_accuracy, single_threaded)
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.progress import progress as progress_bar
 from harness.registry import register_method
 
@@ -89,7 +90,9 @@ class INLP(PostProcessingMethod):
 
     version = 1
     acts_on = "representations"
-    default_options = {"n_per_class": None, "iterations": None, "C": 1.0, "stop_at_majority": None}
+    options_spec = {"n_per_class": Option(int, None, minimum=1, allow_none=True),
+                    "iterations": Option(int, None, minimum=1, allow_none=True),
+                    "C": Option(float, 1.0, above=0), "stop_at_majority": Option(bool, None, allow_none=True)}
 
     def settings(self, lm: LanguageModel, ctx: RunContext) -> dict[str, Any]:
         base = PROTOCOL_SETTINGS["full" if ctx.protocol == "full" else "cpu"]

@@ -28,6 +28,7 @@ from harness.attribute_data import (attribute_sentences, bias_bench_split, cache
                                     probe_accuracy)
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_method
 
 PROTOCOL_SETTINGS = {"full": {"n_per_class": 10000}, "cpu": {"n_per_class": 2500}}
@@ -54,7 +55,8 @@ class LEACE(PostProcessingMethod):
 
     version = 1
     acts_on = "representations"
-    default_options = {"n_per_class": None, "affine": True, "constrain_cov_trace": True}
+    options_spec = {"n_per_class": Option(int, None, minimum=1, allow_none=True), "affine": Option(bool, True),
+                    "constrain_cov_trace": Option(bool, True)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         protocol = "full" if ctx.protocol == "full" else "cpu"

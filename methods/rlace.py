@@ -36,6 +36,7 @@ from harness.attribute_data import (attribute_sentences, bias_bench_split, cache
                                     probe_accuracy, single_threaded)
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.progress import progress as progress_bar
 from harness.registry import register_method
 
@@ -133,8 +134,11 @@ class RLACE(PostProcessingMethod):
 
     version = 1
     acts_on = "representations"
-    default_options = {"rank": 1, "steps": None, "evaluate_every": None, "n_per_class": None, "batch_size": 128,
-                       "lr": 0.005, "weight_decay": 1e-4, "epsilon": 0.0015}
+    options_spec = {"rank": Option(int, 1, minimum=1), "steps": Option(int, None, minimum=1, allow_none=True),
+                    "evaluate_every": Option(int, None, minimum=1, allow_none=True),
+                    "n_per_class": Option(int, None, minimum=1, allow_none=True), "batch_size": Option(int, 128, minimum=1),
+                    "lr": Option(float, 0.005, above=0), "weight_decay": Option(float, 1e-4, minimum=0),
+                    "epsilon": Option(float, 0.0015, minimum=0)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         protocol = "full" if ctx.protocol == "full" else "cpu"

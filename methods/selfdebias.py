@@ -27,6 +27,7 @@ import torch
 from harness.api import PostProcessingMethod, RunContext
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_method
 
 # bias-bench's prompts (experiments' DEBIASING_PREFIXES; "race" uses its "race-color" prompt)
@@ -125,7 +126,8 @@ class SelfDebias(PostProcessingMethod):
 
     version = 1
     acts_on = "predictions"
-    default_options = {"prefixes": None, "decay_constant": 50.0, "epsilon": 0.01}
+    options_spec = {"prefixes": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1),
+                    "decay_constant": Option(float, 50.0, minimum=0), "epsilon": Option(float, 0.01, above=0)}
 
     def fit(self, lm: LanguageModel, ctx: RunContext) -> SelfDebiasHook:
         prefixes = self.options["prefixes"]
@@ -134,13 +136,6 @@ class SelfDebias(PostProcessingMethod):
                 raise HarnessError(f"selfdebias has no debiasing prefix for bias type '{ctx.bias_type}'",
                                    "set method_options: {selfdebias: {prefixes: [...]}}")
             prefixes = [DEBIASING_PREFIXES[ctx.bias_type]]
-        if isinstance(prefixes, str) or not isinstance(prefixes, (list, tuple)) or \
-                not all(isinstance(p, str) for p in prefixes):
-            raise HarnessError(f"selfdebias option prefixes must be a list of strings, got {prefixes!r}",
-                               "write e.g. prefixes: ['The following text discriminates ...: ']")
-        if float(self.options["epsilon"]) <= 0 or float(self.options["decay_constant"]) < 0:
-            raise HarnessError("selfdebias needs epsilon > 0 and decay_constant ≥ 0",
-                               "use the paper's values decay_constant: 50, epsilon: 0.01")
         tokens = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefixes]
         self.notes: dict[str, Any] = {
             "protocol": "same in cpu and full (nothing is fitted)", "prefixes": list(prefixes),

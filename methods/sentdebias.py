@@ -25,6 +25,7 @@ from harness.api import PostProcessingMethod, RunContext
 from harness.attribute_data import cached_hook, counterfactual_sets, encode
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
+from harness.options import Option
 from harness.registry import register_method
 
 PROTOCOL_SETTINGS = {"full": {"n_examples": None}, "cpu": {"n_examples": 2000}}
@@ -51,7 +52,7 @@ class SentDebias(PostProcessingMethod):
 
     version = 1
     acts_on = "representations"
-    default_options = {"n_examples": None, "n_components": 1}
+    options_spec = {"n_examples": Option(int, None, minimum=0, allow_none=True), "n_components": Option(int, 1, minimum=1)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         protocol = "full" if ctx.protocol == "full" else "cpu"

@@ -13,7 +13,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from harness.api import RunContext, WeightChangingMethod
 from harness.cache_entry import write_file
