@@ -21,6 +21,7 @@ Confidence intervals: percentile bootstrap over clusters (all resamples vectoris
 from __future__ import annotations
 
 import json
+import math
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,15 @@ def results_table(results: dict[str, dict[str, Score]]) -> str:
     return tabulate(rows, headers=["domain", "clusters", "SS", "LMS", "ICAT"], disable_numparse=True)
 
 
+def _finite_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def read_predictions(path: Path) -> dict[str, float]:
     """``{sentence id: score}``; each id once, each score a finite number (NaN would compare as 'not
     greater' and silently count as anti-stereotypical)."""
@@ -226,7 +236,7 @@ def read_predictions(path: Path) -> dict[str, float]:
         raise HarnessError(f"predictions file {path} is malformed ({type(exc).__name__}: {exc})", expected) from None
     scores: dict[str, float] = {}
     for sid, score in items:
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not np.isfinite(score):
+        if not _finite_number(score):
             raise HarnessError(f"predictions file {path}: sentence {sid} has score {score!r}, not a finite number",
                                "write each sentence's score as a JSON number (no NaN, Infinity or text)")
         if sid in scores:
