@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +21,14 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_mirror_source_reads_in_place_and_pins_checksum(mirror):
+@pytest.mark.parametrize("through_symlink", [False, True])
+def test_mirror_source_reads_in_place_and_pins_checksum(mirror, tmp_path, monkeypatch, through_symlink):
+    if through_symlink:  # CI's ../shared is a symbolic link: the file is the same, its spelling may differ
+        (tmp_path / "link").symlink_to(mirror, target_is_directory=True)
+        monkeypatch.setenv("GRADIEND_BENCH_DATA", str(tmp_path / "link"))
     resolved = catalog().resolve("stereoset-dev", ["dev.jsonl"])
     assert resolved.source == "mirror"
-    assert resolved.path("dev.jsonl") == mirror / "stereoset" / "dev.jsonl"
+    assert resolved.path("dev.jsonl").samefile(mirror / "stereoset" / "dev.jsonl")  # in place, not a copy
     assert resolved.checksums["dev.jsonl"] == _sha(mirror / "stereoset" / "dev.jsonl")
     first = json.loads(resolved.path("dev.jsonl").read_text().splitlines()[0])
     assert {"target", "bias_type", "context"} <= set(first)
@@ -110,3 +118,18 @@ def test_malformed_catalog_file_is_one_line_error(tmp_path):
         DataCatalog.from_yaml(bad)
     with pytest.raises(HarnessError, match="unknown data set 'nope'"):
         catalog().entry("nope")
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "1 error"), ("", "1 skipped"), ("false", "1 skipped")])
+def test_missing_mirror_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome):
+    """The real conftest, copied into a scratch project whose mirror folder has no MANIFEST.tsv."""
+    conftest = Path(__file__).with_name("conftest.py")
+    (tmp_path / "conftest.py").write_text(conftest.read_text())
+    (tmp_path / "test_reads_mirror.py").write_text("def test_reads_mirror(mirror):\n    assert mirror.is_dir()\n")
+    (tmp_path / "empty-mirror").mkdir()
+    env = {**os.environ, "CI": ci, "GRADIEND_BENCH_DATA": str(tmp_path / "empty-mirror")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsE", str(tmp_path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert outcome in run.stdout, run.stdout + run.stderr
+    assert "data mirror absent: set GRADIEND_BENCH_DATA" in run.stdout
+    assert ("CI=true: a missing input fails instead of skipping" in run.stdout) == (ci == "true")

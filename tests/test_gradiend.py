@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from conftest import fp32_error_bound
 from harness.errors import HarnessError
 from methods.gradiend.gradients import GradientEngine, ParamMap, make_batch, select_parameters, target_token
 from methods.gradiend.model import AdamW, Gradiend, Optimiser
@@ -29,56 +30,93 @@ def _masked_nll(model, tokenizer, text: str, word: str) -> torch.Tensor:
     return -torch.log_softmax(logits[position], -1)[tokenizer.convert_tokens_to_ids(word)]
 
 
+def _reference_gradients(lm, names, texts, factual, counterfactual) -> dict[str, torch.Tensor]:
+    """Float64 batch-mean gradients on the flat selected weights, one plain HF forward per template."""
+    model = copy.deepcopy(lm.model).double()
+    params = dict(model.named_parameters())
+    selected = [params[n] for n in names]
+
+    def flat_grad(words):
+        loss = torch.stack([_masked_nll(model, lm.tokenizer, t, w) for t, w in zip(texts, words)]).mean()
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, selected)])
+
+    g_f, g_c = flat_grad(factual), flat_grad(counterfactual)
+    return {"factual": g_f, "counterfactual": g_c, "diff": g_f - g_c}
+
+
+def _gradient_bound(lm, reference: torch.Tensor) -> float:
+    # the longest fp32 reduction behind every weight's gradient is the backward through the tied decoder,
+    # ∂ℓ/∂h = Σ_v (p_v − y_v)·W_v over the whole vocabulary (30,522 terms; the layers' own sums are ≤ 512)
+    return fp32_error_bound(float(reference.abs().max()), lm.model.config.vocab_size)
+
+
 def test_gradients_match_independent_autograd_and_finite_differences(bert_tiny, bert_engine):
     batch = make_batch(bert_tiny, [TEMPLATE], ["she"], ["he"])
     grads = bert_engine.gradients(batch, ("factual", "diff", "counterfactual"))
-    model = copy.deepcopy(bert_tiny.model).double()
-    params = dict(model.named_parameters())
+    reference = _reference_gradients(bert_tiny, bert_engine.map.names, [TEMPLATE], ["she"], ["he"])
     name = "bert.encoder.layer.1.output.dense.weight"
-    loss_f = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she")
-    loss_c = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he")
-    g_f, = torch.autograd.grad(loss_f, params[name])
-    g_c, = torch.autograd.grad(loss_c, params[name])
     offset = bert_engine.map.offsets()[bert_engine.map.names.index(name)]
-    flat = slice(offset, offset + g_f.numel())
-    torch.testing.assert_close(grads["factual"][flat], g_f.flatten().float(), rtol=1e-3, atol=1e-6)
-    torch.testing.assert_close(grads["diff"][flat], (g_f - g_c).flatten().float(), rtol=1e-3, atol=1e-6)
-    torch.testing.assert_close(grads["counterfactual"][flat], g_c.flatten().float(), rtol=1e-3, atol=1e-5)
-    # central finite differences (float64) on the largest entries of the difference gradient
-    top = (g_f - g_c).flatten().abs().topk(3).indices
+    block = slice(offset, offset + bert_engine.map.numels[bert_engine.map.names.index(name)])
+    for key, ref in reference.items():  # fp32 engine against fp64 autograd: every weight, and one matrix on its own scale
+        torch.testing.assert_close(grads[key].double(), ref, rtol=0, atol=_gradient_bound(bert_tiny, ref))
+        torch.testing.assert_close(grads[key][block].double(), ref[block], rtol=0,
+                                   atol=_gradient_bound(bert_tiny, ref[block]))
+    # central finite differences (float64) on the largest entries of the difference gradient: the error
+    # h²/6·|ℓ‴| + u64·|ℓ|/h is ~1e-9 here for h = 1e-5, far inside the fp32 bound the engine is held to
+    model = copy.deepcopy(bert_tiny.model).double()
+    w = dict(model.named_parameters())[name].view(-1)
+    bound = _gradient_bound(bert_tiny, reference["diff"][block])
+
+    def loss_difference() -> float:
+        return float(_masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she")
+                     - _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he"))
+
     with torch.no_grad():
-        for i in top.tolist():
-            w = params[name].view(-1)
-            eps, keep = 1e-5, w[i].item()
-            w[i] = keep + eps
-            up = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she") - _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he")
-            w[i] = keep - eps
-            down = _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "she") - _masked_nll(model, bert_tiny.tokenizer, TEMPLATE, "he")
+        for i in reference["diff"][block].abs().topk(3).indices.tolist():
+            h, keep = 1e-5, w[i].item()
+            w[i] = keep + h
+            up = loss_difference()
+            w[i] = keep - h
+            down = loss_difference()
             w[i] = keep
-            assert abs(float((up - down) / (2 * eps)) - float(grads["diff"][offset + i])) < 1e-3 * max(1, abs(float(grads["diff"][offset + i])))
+            assert abs((up - down) / (2 * h) - float(grads["diff"][offset + i])) < bound
+
+
+MICRO_TEXTS = [TEMPLATE, "After the game [TARGET] went home.", "John said [TARGET] was tired of waiting for the bus today.",
+               "[TARGET] laughed.", "When Anna arrived, [TARGET] sat down.", "Peter thinks [TARGET] is right.",
+               "Lisa called because [TARGET] needed help with the long and difficult homework.", "Then [TARGET] left."]
+MICRO_FACTUAL = ["she", "he", "he", "she", "she", "he", "she", "he"]
+MICRO_COUNTER = ["he", "she", "she", "he", "he", "she", "he", "she"]
+
+
+@pytest.fixture(scope="module")
+def micro_reference(bert_tiny):
+    return _reference_gradients(bert_tiny, select_parameters(bert_tiny).names, MICRO_TEXTS, MICRO_FACTUAL, MICRO_COUNTER)
 
 
 @pytest.mark.parametrize("pruned", [False, True])
-def test_micro_batches_give_the_batch_mean_gradients(bert_tiny, pruned):
-    """Slices of 3 rows (uneven: 8 = 3+3+2, different padded widths) equal one whole-batch pass."""
-    texts = [TEMPLATE, "After the game [TARGET] went home.", "John said [TARGET] was tired of waiting for the bus today.",
-             "[TARGET] laughed.", "When Anna arrived, [TARGET] sat down.", "Peter thinks [TARGET] is right.",
-             "Lisa called because [TARGET] needed help with the long and difficult homework.", "Then [TARGET] left."]
-    fact, counter = ["she", "he", "he", "she", "she", "he", "she", "he"], ["he", "she", "she", "he", "he", "she", "he", "she"]
+def test_micro_batches_give_the_batch_mean_gradients(bert_tiny, micro_reference, pruned):
+    """Slices of 3 rows (uneven: 8 = 3+3+2, different padded widths) and one whole-batch pass both give the
+    float64 batch-mean gradients, up to fp32 rounding."""
     param_map = select_parameters(bert_tiny)
     if pruned:
         param_map.index = torch.arange(0, param_map.total, 7)
+    kept = slice(None) if param_map.index is None else param_map.index
     whole = GradientEngine(bert_tiny, param_map)
     sliced = GradientEngine(bert_tiny, param_map, micro_batch=3)
     need = ("factual", "diff", "counterfactual")
-    expected = {k: v.clone() for k, v in whole.gradients(make_batch(bert_tiny, texts, fact, counter), need).items()}
-    got = sliced.gradients(make_batch(bert_tiny, texts, fact, counter), need)
+    batch = make_batch(bert_tiny, MICRO_TEXTS, MICRO_FACTUAL, MICRO_COUNTER)
+    expected = {k: v.clone() for k, v in whole.gradients(batch, need).items()}
+    got = sliced.gradients(batch, need)
     for key in need:
-        assert got[key].shape == expected[key].shape
-        # float32 sums in another order: absolute tolerance relative to the gradient's scale
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5 * float(expected[key].abs().max()))
-    only_diff = sliced.gradients(make_batch(bert_tiny, texts, fact, counter), ("diff",))["diff"]
-    torch.testing.assert_close(only_diff, expected["diff"], rtol=1e-4, atol=1e-5 * float(expected["diff"].abs().max()))
+        reference = micro_reference[key][kept]
+        assert got[key].shape == expected[key].shape == reference.shape
+        bound = _gradient_bound(bert_tiny, reference)
+        torch.testing.assert_close(expected[key].double(), reference, rtol=0, atol=bound)
+        torch.testing.assert_close(got[key].double(), reference, rtol=0, atol=bound)
+    only_diff = sliced.gradients(batch, ("diff",))["diff"]
+    reference = micro_reference["diff"][kept]
+    torch.testing.assert_close(only_diff.double(), reference, rtol=0, atol=_gradient_bound(bert_tiny, reference))
     assert all(p.grad.data_ptr() == sliced.grad[o:o + 1].data_ptr()  # views point back at the flat gradient
                for p, o in zip(sliced.params, sliced.map.offsets()))
 

@@ -14,11 +14,10 @@ from methods.gradiend.training import sample_batch
 
 @pytest.fixture(scope="module")
 def documents():
-    from conftest import mirror_path
+    from conftest import require_mirror
     from harness.data.corpus import load_documents, split_documents
 
-    if mirror_path() is None:
-        pytest.skip("data mirror absent: set GRADIEND_BENCH_DATA to ../shared/data to run this test")
+    require_mirror()
 
     return split_documents(load_documents())[0]
 

@@ -28,10 +28,9 @@ FIT_OPTIONS = {"inlp": {"n_per_class": N_FIT, "iterations": 35},
 
 @pytest.fixture(scope="module")
 def method_cache(tmp_path_factory):
-    from conftest import mirror_path
+    from conftest import require_mirror
 
-    if mirror_path() is None:
-        pytest.skip("data mirror absent: set GRADIEND_BENCH_DATA to ../shared/data to run this test")
+    require_mirror()
     return tmp_path_factory.mktemp("method-cache")
 
 
