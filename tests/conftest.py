@@ -36,6 +36,19 @@ def fp32_error_bound(scale: float, reduction: int) -> float:
     return FP32_MARGIN * EPS32 * math.sqrt(reduction) * scale
 
 
+def forward_chain_length(config) -> int:
+    """Rounded terms on the longest chain of a transformer forward up to its logits: each layer's attention
+    and MLP sums (hidden + intermediate size) along the residual stream, then the head's hidden-size dot
+    product — the ``n`` of :func:`fp32_error_bound` for a logit."""
+    return config.num_hidden_layers * (config.hidden_size + config.intermediate_size) + config.hidden_size
+
+
+def log_prob_bound(logits64, config) -> float:
+    """fp32 error bound of log p = z_t − logsumexp(z) against fp64: each of the two terms moves by at most
+    the largest logit error, whose scale is the largest |logit| of the fp64 reference rows given."""
+    return 2 * fp32_error_bound(float(logits64.abs().max()), forward_chain_length(config))
+
+
 def mirror_path() -> Path | None:
     value = os.environ.get("GRADIEND_BENCH_DATA")
     path = Path(value) if value else _DEFAULT_MIRROR

@@ -1,16 +1,34 @@
-"""Batched scoring helpers against one-at-a-time computations on the real zoo models."""
+"""Batched scoring helpers against one-at-a-time float64 computations on the real zoo models.
+
+Scores are fp32; each is checked against the same log-probability from a float64 copy of the model with
+the bound of :func:`conftest.log_prob_bound` (fp32 kernels round differently per CPU and per batch shape:
+a one-row forward runs matrix-vector kernels, a batch runs blocked matrix products)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import pytest
 import torch
 
+from conftest import log_prob_bound
 from harness.scoring import MaskedQuery, causal_token_log_probs, masked_log_probs
 
 TEXTS = ["The doctor said he was tired.", "A nurse walked in.", "They were extremely unhappy about it today."]
 
 
-def test_masked_queries_equal_unbatched(bert_tiny):
+@pytest.fixture(scope="module")
+def bert_tiny_fp64(bert_tiny):
+    return copy.deepcopy(bert_tiny.model).double()
+
+
+@pytest.fixture(scope="module")
+def smollm2_fp64(smollm2):
+    return copy.deepcopy(smollm2.model).double()  # ~1 GB while this module runs
+
+
+def test_masked_queries_equal_unbatched(bert_tiny, bert_tiny_fp64):
     tok = bert_tiny.tokenizer
     queries = []
     for text in TEXTS:
@@ -23,11 +41,12 @@ def test_masked_queries_equal_unbatched(bert_tiny):
     for query, value in zip(queries, batched):
         ids = torch.tensor([query.masked_input(tok.mask_token_id)])
         with torch.no_grad():
-            logp = torch.log_softmax(bert_tiny.model(input_ids=ids).logits[0, query.position], -1)
-        assert abs(logp[query.target_id].item() - value) < 1e-5
+            logits = bert_tiny_fp64(input_ids=ids).logits[0, query.position]
+        expected = torch.log_softmax(logits, -1)[query.target_id].item()
+        assert abs(expected - value) <= log_prob_bound(logits, bert_tiny_fp64.config), query
 
 
-def test_causal_sequences_equal_unbatched(smollm2):
+def test_causal_sequences_equal_unbatched(smollm2, smollm2_fp64):
     tok = smollm2.tokenizer
     sequences = [tok(t, add_special_tokens=False).input_ids for t in TEXTS] + [tok("A nurse walked in.", add_special_tokens=False).input_ids]
     batched = causal_token_log_probs(smollm2, sequences, max_rows=2)
@@ -35,20 +54,27 @@ def test_causal_sequences_equal_unbatched(smollm2):
     for seq, values in zip(sequences, batched):
         ids = torch.tensor([[smollm2.start_token_id, *seq]])
         with torch.no_grad():
-            logp = torch.log_softmax(smollm2.model(input_ids=ids).logits[0, :-1].float(), -1)
-        expected = logp.gather(1, ids[0, 1:, None]).squeeze(1).double().numpy()
+            logits = smollm2_fp64(input_ids=ids).logits[0, :-1]
+        expected = torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None]).squeeze(1).numpy()
         assert values.shape == (len(seq),)
-        assert np.allclose(values, expected, atol=1e-5)
+        assert np.abs(values - expected).max() <= log_prob_bound(logits, smollm2_fp64.config)
 
 
-def test_first_token_mode_matches_bias_bench_style(smollm2):
+def test_first_token_mode_matches_bias_bench_style(smollm2, smollm2_fp64):
     tok = smollm2.tokenizer
     seq = tok("Ethiopian men are skinny", add_special_tokens=False).input_ids
     (values,) = causal_token_log_probs(smollm2, [seq], start="first-token")
-    with torch.no_grad():
-        first = torch.log_softmax(smollm2.model(torch.tensor([[smollm2.start_token_id]])).logits[0, 0], -1)
-        rest = torch.log_softmax(smollm2.model(torch.tensor([seq])).logits[0], -1)
-    expected = [first[seq[0]].item()] + [rest[t - 1, seq[t]].item() for t in range(1, len(seq))]
-    assert np.allclose(values, expected, atol=1e-5)
     (prefixed,) = causal_token_log_probs(smollm2, [seq], start="prefix")
-    assert abs(prefixed[0] - values[0]) < 1e-4 and not np.allclose(prefixed[1:], values[1:], atol=1e-3)
+    with torch.no_grad():
+        first = smollm2_fp64(torch.tensor([[smollm2.start_token_id]])).logits[0, 0]
+        rest = smollm2_fp64(torch.tensor([seq])).logits[0]
+        with_start = smollm2_fp64(torch.tensor([[smollm2.start_token_id, *seq]])).logits[0]
+    bound = log_prob_bound(torch.cat([first[None], rest, with_start]), smollm2_fp64.config)
+    # first-token: x_1 from the start token alone, later tokens from the sequence run without it
+    expected = [first.log_softmax(-1)[seq[0]].item()] + [rest.log_softmax(-1)[t - 1, seq[t]].item() for t in range(1, len(seq))]
+    assert np.abs(values - expected).max() <= bound
+    # prefix: every token sees the start token
+    expected_prefixed = [with_start.log_softmax(-1)[t, seq[t]].item() for t in range(len(seq))]
+    assert np.abs(prefixed - expected_prefixed).max() <= bound
+    # so both score x_1 alike (each within the bound of one value) and differ on the rest far beyond rounding
+    assert abs(prefixed[0] - values[0]) <= 2 * bound and np.abs(prefixed[1:] - values[1:]).max() > 10 * bound
