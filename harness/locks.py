@@ -1,7 +1,7 @@
 """Advisory file locks so concurrent processes (``--jobs``, dask workers, two ``run`` commands on one
 folder) build each cache entry and write each record once.
 
-A lock is ``fcntl.flock`` on a small file beside what it protects (``<parent>/.<name>.lock``, never
+A lock is ``fcntl.flock`` on a small file beside what it protects (``<parent>/.locks/<name>.lock``, never
 deleted: deleting a lock file lets two processes lock two different files). The kernel releases a flock
 when its holder dies, so a killed process never blocks the others. Locks are per open file, so two
 threads of one process exclude each other too. Order, to avoid deadlocks: a process takes at most the
@@ -23,9 +23,9 @@ except ImportError:  # pragma: no cover - not Linux/macOS: no locking, as before
 
 
 def lock_path(target: Path) -> Path:
-    """The lock file guarding ``target`` (a file or a folder): a hidden sibling."""
+    """The lock file guarding ``target`` (a file or a folder), in a hidden ``.locks`` folder beside it."""
     target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    return target.parent / ".locks" / f"{target.name}.lock"
 
 
 @contextlib.contextmanager
