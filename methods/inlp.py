@@ -16,6 +16,28 @@ Protocols: ``full`` = bias-bench (10,000 sentences per class where the corpus al
 10 for causal LMs as bias-bench's GPT-2); ``cpu`` = 2,500 per class, the same classifier counts, but
 stopping once a classifier is at the dev majority rate: 80 rounds of 3 one-vs-rest directions would
 remove all 128 dimensions of bert-tiny (P = 0), which bias-bench's 768-dimensional models never reach.
+
+Reproducibility (version 2). bias-bench (``bias_bench/debias/inlp/context_nullspace_projection.py``, after
+shauli-ravfogel/nullspace_projection) uses LinearSVC's default ``tol=1e-4``. liblinear's primal Newton solver
+then stops wherever the relative gradient first drops below 1e-4, and that point depends on the last bits of
+the features and of the BLAS dot products liblinear and numpy call: features encoded with
+``ATEN_CPU_CAPABILITY=default`` differ from the AVX2 ones by one fp32 ulp, and ``OPENBLAS_CORETYPE=Haswell``
+vs ``SkylakeX`` on the *same* features already changes the third classifier's dev accuracy. Each classifier is
+trained on data projected by all earlier ones, so the change compounds, and with ``stop_at_majority`` the
+stop (accuracy ≤ majority + 1 point, met by 0.3549 vs 0.3556 around classifier 29) moves by one classifier =
+three directions of bert-tiny's 128: measured on zoo:bert-tiny, 29 vs 30 classifiers and projections 0.11
+apart (max element) across those settings. Hence:
+
+* the SVMs are solved to ``tol=1e-8`` (:data:`SVM_TOL`): the objective (L2-regularised squared hinge) is
+  strongly convex, so its optimum is a smooth function of the data, and solving it to 1e-8 instead of
+  stopping at 1e-4 leaves only round-off; the same settings then give the same 30 dev accuracies to the last
+  digit and projections within 4e-6 (max element), at the same cost (liblinear needs ~6 Newton steps);
+* dev accuracies are counts of examples, and the stop rule compares those counts, so it flips only if a
+  dev example sits within round-off of a decision boundary (the closest measured: 1e-6 relative);
+* rank cut-offs (``scipy.linalg.orth``) use ``rcond=1e-10`` (:data:`RANK_RCOND`) instead of the ~3e-14
+  default: measured singular-value ratios are ≥ 0.04 (real directions) or ≤ 1e-15 (round-off), so the rank
+  never depends on round-off;
+* the SVMs and projections run in float64 on one BLAS thread (:func:`~harness.attribute_data.single_threaded`).
 """
 
 from __future__ import annotations
@@ -40,6 +62,9 @@ PROTOCOL_SETTINGS = {
     "full": {"n_per_class": 10000, "iterations_masked": 80, "iterations_causal": 10, "stop_at_majority": False},
     "cpu": {"n_per_class": 2500, "iterations_masked": 80, "iterations_causal": 10, "stop_at_majority": True},
 }
+SVM_TOL = 1e-8  # liblinear's stopping tolerance (bias-bench: the default 1e-4); see the module docstring
+SVM_MAX_ITER = 10_000  # Newton steps; ~6 are needed at SVM_TOL on bert-tiny's features
+RANK_RCOND = 1e-10  # singular values below this fraction of the largest count as zero
 
 
 def rowspace_projection(matrix: np.ndarray) -> np.ndarray:
@@ -48,7 +73,7 @@ def rowspace_projection(matrix: np.ndarray) -> np.ndarray:
 
     if np.allclose(matrix, 0):
         return np.zeros((matrix.shape[1], matrix.shape[1]))
-    basis = orth(matrix.T)
+    basis = orth(matrix.T, rcond=RANK_RCOND)
     return basis @ basis.T
 
 
@@ -69,7 +94,8 @@ def nullspace_projection(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.nda
     projection = np.eye(dim)
     accuracies: list[float] = []
     for _ in progress_bar(range(iterations), progress, "INLP classifiers"):
-        classifier = LinearSVC(fit_intercept=False, class_weight=None, dual=False, C=C, random_state=seed)
+        classifier = LinearSVC(fit_intercept=False, class_weight=None, dual=False, C=C, random_state=seed,
+                               tol=SVM_TOL, max_iter=SVM_MAX_ITER)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             classifier.fit(x_train @ projection, y_train)  # projection is symmetric
@@ -88,7 +114,7 @@ class INLP(PostProcessingMethod):
     Options: ``n_per_class``, ``iterations`` and ``stop_at_majority`` (None = the protocol's value),
     ``C`` (LinearSVC)."""
 
-    version = 1
+    version = 2  # 2: SVMs solved to tol 1e-8, rank cut-off 1e-10 (reproducible across CPUs; see the docstring)
     acts_on = "representations"
     options_spec = {"n_per_class": Option(int, None, minimum=1, allow_none=True),
                     "iterations": Option(int, None, minimum=1, allow_none=True),
