@@ -122,6 +122,22 @@ def smollm2():
     return load_model("zoo:smollm2-135m")
 
 
+@pytest.fixture(scope="module")
+def bert_tiny_fp64(bert_tiny):
+    """A float64 copy of bert-tiny's HF model: the reference that fp32 results are bounded against."""
+    import copy
+
+    return copy.deepcopy(bert_tiny.model).double()
+
+
+@pytest.fixture(scope="module")
+def smollm2_fp64(smollm2):
+    """A float64 copy of SmolLM2's HF model (~1 GB, freed after the module that asked for it)."""
+    import copy
+
+    return copy.deepcopy(smollm2.model).double()
+
+
 @pytest.fixture(params=["bert_tiny", "smollm2"])
 def any_lm(request):
     lm = request.getfixturevalue(request.param)

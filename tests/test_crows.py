@@ -12,6 +12,7 @@ import torch
 import benchmarks.crows as crows
 from benchmarks.crows import (CrowSPairs, CrowsPair, causal_pair_scores, crows_scores, load_pairs, masked_pair_scores,
                               preferences, select_pairs, special_layout, token_spans)
+from conftest import log_prob_bound
 from harness.api import RunContext
 from harness.errors import HarnessError
 
@@ -55,33 +56,41 @@ def _reference_order(pair):
     return (pair.sent_more, pair.sent_less) if pair.direction == "stereo" else (pair.sent_less, pair.sent_more)
 
 
-def _one_by_one(lm, ids, positions):
+def _one_by_one(model64, tokenizer, ids, positions, bounds: list[float]):
+    """float64 log p of each position masked alone; appends each value's fp32 error bound to ``bounds``."""
     out = []
     for p in positions:
         masked = torch.tensor([ids])
-        masked[0, p] = lm.tokenizer.mask_token_id
+        masked[0, p] = tokenizer.mask_token_id
         with torch.no_grad():
-            logits = lm.model(input_ids=masked).logits[0, p]
-        out.append(torch.log_softmax(logits.float(), -1)[ids[p]].item())
+            logits = model64(input_ids=masked).logits[0, p]
+        out.append(torch.log_softmax(logits, -1)[ids[p]].item())
+        bounds.append(log_prob_bound(logits, model64.config))
     return out
 
 
-def test_masked_scores_equal_unbatched(bert_tiny):
+def test_masked_scores_equal_unbatched(bert_tiny, bert_tiny_fp64):
     tok = bert_tiny.tokenizer
+    bounds: list[float] = []
+
+    def one_by_one(ids, positions):
+        return _one_by_one(bert_tiny_fp64, tok, ids, positions, bounds)
+
     got = {s: masked_pair_scores(bert_tiny, PAIRS, s, max_rows=3) for s in ("bias-bench", "nangia")}
     for i, pair in enumerate(PAIRS):
         ids1, ids2 = (tok.encode(s) for s in _reference_order(pair))
         diff1, diff2 = _reference_spans(ids1, ids2, equal=False)
         shared1, shared2 = _reference_spans(ids1, ids2, equal=True)
-        bias_bench = [np.mean(_one_by_one(bert_tiny, ids, d)) for ids, d in ((ids1, diff1), (ids2, diff2))]
+        bias_bench = [np.mean(one_by_one(ids, d)) for ids, d in ((ids1, diff1), (ids2, diff2))]
         # nangia: the reference loops i in range(1, N - 1) over the shared template (skips [CLS], [SEP])
-        nangia = [sum(_one_by_one(bert_tiny, ids, s[1:-1])) for ids, s in ((ids1, shared1), (ids2, shared2))]
-        terms = {"bias-bench": (1, 1), "nangia": (len(shared1) - 2, len(shared2) - 2)}  # 1e-5 per summed term
+        nangia = [sum(one_by_one(ids, s[1:-1])) for ids, s in ((ids1, shared1), (ids2, shared2))]
+        bound = max(bounds)  # per fp32 log-probability; a mean keeps it, a sum of n terms takes n of them
+        terms = {"bias-bench": (1, 1), "nangia": (len(shared1) - 2, len(shared2) - 2)}
         for name, expected in (("bias-bench", bias_bench), ("nangia", nangia)):
             s1, s2, kept = got[name]
             assert kept[i]
             for value, reference, n in zip((s1[i], s2[i]), expected, terms[name]):
-                assert abs(value - reference) < 1e-5 * n, (name, i, value, reference)
+                assert abs(value - reference) <= bound * n, (name, i, value, reference)
 
 
 def test_pure_insertion_is_skipped_by_bias_bench_only(bert_tiny):
@@ -90,19 +99,21 @@ def test_pure_insertion_is_skipped_by_bias_bench_only(bert_tiny):
     assert masked_pair_scores(bert_tiny, pair, "nangia")[2][0]
 
 
-def test_causal_scores_equal_unbatched(smollm2):
+def test_causal_scores_equal_unbatched(smollm2, smollm2_fp64):
     s1, s2, kept = causal_pair_scores(smollm2, PAIRS, max_rows=2)
     assert kept.all()
     with torch.no_grad():  # bias-bench: first token after the start token alone, the rest without it
-        first = torch.log_softmax(smollm2.model(torch.tensor([[smollm2.start_token_id]])).logits[0, 0].float(), -1)
+        first_logits = smollm2_fp64(torch.tensor([[smollm2.start_token_id]])).logits[0, 0]
+    first = torch.log_softmax(first_logits, -1)
     for i, pair in enumerate(PAIRS):
         for sentence, value in zip(_reference_order(pair), (s1[i], s2[i])):
             tokens = smollm2.tokenizer.encode(sentence, add_special_tokens=False)
             with torch.no_grad():
-                logp = torch.log_softmax(smollm2.model(input_ids=torch.tensor([tokens])).logits[0, :-1].float(), -1)
-            rest = logp.gather(1, torch.tensor(tokens[1:])[:, None]).squeeze(1)
+                logits = smollm2_fp64(input_ids=torch.tensor([tokens])).logits[0, :-1]
+            rest = torch.log_softmax(logits, -1).gather(1, torch.tensor(tokens[1:])[:, None]).squeeze(1)
             expected = (first[tokens[0]] + rest.sum()).item() / len(tokens)
-            assert abs(value - expected) < 1e-5
+            # a mean of fp32 log-probabilities, each within the bound of its float64 value
+            assert abs(value - expected) <= log_prob_bound(torch.cat([first_logits[None], logits]), smollm2_fp64.config)
 
 
 def test_metric_on_hand_made_scores():

@@ -6,26 +6,13 @@ a one-row forward runs matrix-vector kernels, a batch runs blocked matrix produc
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
-import pytest
 import torch
 
 from conftest import log_prob_bound
 from harness.scoring import MaskedQuery, causal_token_log_probs, masked_log_probs
 
 TEXTS = ["The doctor said he was tired.", "A nurse walked in.", "They were extremely unhappy about it today."]
-
-
-@pytest.fixture(scope="module")
-def bert_tiny_fp64(bert_tiny):
-    return copy.deepcopy(bert_tiny.model).double()
-
-
-@pytest.fixture(scope="module")
-def smollm2_fp64(smollm2):
-    return copy.deepcopy(smollm2.model).double()  # ~1 GB while this module runs
 
 
 def test_masked_queries_equal_unbatched(bert_tiny, bert_tiny_fp64):

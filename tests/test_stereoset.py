@@ -13,7 +13,7 @@ import torch
 
 from benchmarks.stereoset import (Cluster, causal_sentence_scores, evaluate, load_clusters,
                                   masked_sentence_scores, stereoset_metrics, template_word)
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, log_prob_bound
 from harness.errors import HarnessError
 
 
@@ -104,7 +104,7 @@ def test_template_word_follows_stereoset():
     assert template_word("BLANK people are rich.", "Jewish people are rich.") == "Jewish"
 
 
-def test_masked_scoring_equals_unbatched(bert_tiny, mirror):
+def test_masked_scoring_equals_unbatched(bert_tiny, bert_tiny_fp64, mirror):
     clusters, _ = load_clusters(mirror / "stereoset" / "dev.jsonl")
     tok = bert_tiny.tokenizer
     chosen = [c for c in clusters if any(len(tok.tokenize(template_word(c.context, s))) > 1
@@ -113,27 +113,34 @@ def test_masked_scoring_equals_unbatched(bert_tiny, mirror):
     for cluster in chosen:
         for sid, sentence in cluster.sentences.values():
             pieces = tok.encode(template_word(cluster.context, sentence), add_special_tokens=False)
-            probs = []
+            probs, bound = [], 0.0
             for i, piece in enumerate(pieces):
                 ids = torch.tensor([tok.encode(cluster.context.replace("BLANK", tok.decode(pieces[:i]) + "[MASK]"))])
                 with torch.no_grad():
-                    out = bert_tiny.model(input_ids=ids).logits.softmax(-1)
-                probs.append(out[ids == tok.mask_token_id][0, piece].item())
-            assert abs(ours[sid] - np.mean(probs)) < 1e-5
+                    logits = bert_tiny_fp64(input_ids=ids).logits[ids == tok.mask_token_id][0]
+                probs.append(logits.softmax(-1)[piece].item())
+                bound = max(bound, log_prob_bound(logits, bert_tiny_fp64.config))
+            # |Δp| ≤ p·|Δ log p| ≤ the fp32 log-probability bound (p ≤ 1), and a mean keeps it
+            assert abs(ours[sid] - np.mean(probs)) <= bound
 
 
-def test_causal_scoring_equals_unbatched(smollm2, mirror):
+def test_causal_scoring_equals_unbatched(smollm2, smollm2_fp64, mirror):
     clusters, _ = load_clusters(mirror / "stereoset" / "dev.jsonl")
     ours = causal_sentence_scores(smollm2, clusters[:4], max_rows=5)
     with torch.no_grad():
-        initial = smollm2.model(torch.tensor([[smollm2.start_token_id]])).logits.softmax(-1)[0, 0]
+        initial_logits = smollm2_fp64(torch.tensor([[smollm2.start_token_id]])).logits[0, 0]
+    initial = initial_logits.softmax(-1)
     for cluster in clusters[:4]:
         for sid, sentence in cluster.sentences.values():
             tokens = smollm2.tokenizer.encode(sentence, add_special_tokens=False)
             with torch.no_grad():
-                out = smollm2.model(torch.tensor([tokens])).logits.softmax(-1)[0]
+                logits = smollm2_fp64(torch.tensor([tokens])).logits[0]
+            out = logits.softmax(-1)
             probs = [initial[tokens[0]].item()] + [out[t - 1, tokens[t]].item() for t in range(1, len(tokens))]
-            assert abs(ours[sid] - 2 ** np.mean(np.log2(probs))) < 1e-5
+            expected = 2 ** np.mean(np.log2(probs))
+            # a geometric mean: exp(mean log p) moves by the factor exp(±bound) of its fp32 log-probabilities
+            bound = log_prob_bound(torch.cat([initial_logits[None], logits]), smollm2_fp64.config)
+            assert abs(ours[sid] - expected) <= expected * np.expm1(bound)
 
 
 def test_dev_jsonl_loads(mirror):
