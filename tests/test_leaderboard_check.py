@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.cli import main
+from harness.errors import HarnessError
 from leaderboard_records import GRID, make_record, write, write_grid
 
 
@@ -93,3 +94,79 @@ def test_selection_from_config_and_bad_baselines(tmp_path, setup, capsys):
     (tmp_path / "bad.json").write_text('{"version": 1, "scores": [{"model": "m"}]}')
     assert check(runs, tmp_path / "bad.json") == 2
     assert "malformed" in capsys.readouterr().err
+
+
+def _with_rules(baseline, rules):
+    data = json.loads(baseline.read_text())
+    data["tolerances"] = {"measured": "by hand for the test", "rules": rules}
+    baseline.write_text(json.dumps(data))
+
+
+def test_per_metric_tolerances_replace_the_ci_and_the_exact_rule(setup, capsys):
+    runs, baseline = setup
+    _with_rules(baseline, [{"benchmark": "stereoset", "metric": "ss*", "absolute": 0.5},
+                           {"benchmark": "seat", "metric": "effect_size*", "relative": 0.01}])
+    # m1/a SS 55 has the CI [50, 60]: 3 points inside the CI passed before, the measured ±0.5 fails it
+    write(runs, make_record("m1", "a", "stereoset", {"ss": (58.0, 53.0, 63.0), "lms": (78.0, 76.0, 80.0)}))
+    capsys.readouterr()
+    assert check(runs, baseline) == 1
+    moved = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("m1")]
+    assert moved == [["m1", "a", "stereoset", "ss", "55.0000", "58.0000", "±0.5", "(measured)", "moved"]]
+    write(runs, make_record("m1", "a", "stereoset", {"ss": (55.4, 50.4, 60.4), "lms": (78.0, 76.0, 80.0)}))
+    assert check(runs, baseline) == 0
+    # lms matches no rule: its CI still applies
+    write(runs, make_record("m1", "a", "stereoset", {"ss": (55.0, 50.0, 60.0), "lms": (79.9, 76.0, 80.0)}))
+    assert check(runs, baseline) == 0
+    # SEAT m2/b 0.1 without a CI: ±1 % relative instead of exact
+    write(runs, make_record("m2", "b", "seat", {"effect_size_mean_abs": 0.1 + 5e-4}))
+    assert check(runs, baseline) == 0
+    write(runs, make_record("m2", "b", "seat", {"effect_size_mean_abs": 0.1 + 2e-3}))
+    assert check(runs, baseline) == 1
+    assert check(runs, baseline, "--tolerance", "2") == 0  # the command line overrides the rules (and CIs)
+
+
+def test_update_keeps_the_measured_rules_and_bad_rules_are_one_line_errors(setup, tmp_path, capsys):
+    runs, baseline = setup
+    rules = [{"benchmark": "stereoset", "metric": "ss*", "absolute": 0.5, "observed_max_spread": 0.1}]
+    _with_rules(baseline, rules)
+    assert check(runs, baseline, "--update") == 0
+    assert json.loads(baseline.read_text())["tolerances"]["rules"] == rules
+    for bad in ([{"benchmark": "stereoset", "metric": "ss"}], [{"benchmark": "stereoset", "metric": "ss", "absolute": -1}],
+                [{"metric": "ss", "absolute": 1}], "ss"):
+        path = tmp_path / "bad_rules.json"
+        data = json.loads(baseline.read_text())
+        data["tolerances"] = {"rules": bad} if bad != "ss" else bad
+        path.write_text(json.dumps(data))
+        capsys.readouterr()
+        assert check(runs, path) == 2
+        err = capsys.readouterr().err
+        assert "malformed" in err and "tolerance" in err and len(err.strip().splitlines()) == 1
+
+
+def test_measured_spread_gives_the_rules(tmp_path):
+    from harness.records import load_records
+    from leaderboard.check import SPREAD_FACTOR, SPREAD_FLOOR, measure_spread, tolerance_rule
+
+    grids = {}
+    for name, shift in (("one", 0.0), ("two", 0.2), ("three", -0.1)):
+        root = tmp_path / name
+        write(root, make_record("m", "a", "stereoset", {"ss": (55.0 + shift, 50.0, 60.0), "ss:gender": 55.0,
+                                                         "lms": (80.0, 78.0, 82.0)}))
+        write(root, make_record("m", "a", "lm-quality", {"perplexity": 1000.0 * (1 + shift / 100)}))
+        write(root, make_record("m", "a", "seat", {"effect_size_mean_abs": 0.5, "effect_size:w6": 0.4}))
+        grids[name] = load_records(root)
+    rules = measure_spread(grids)
+    baseline = {"tolerances": {"rules": rules}}
+    ss = tolerance_rule(baseline, "stereoset", "ss:gender")
+    assert ss["metric"] == "ss*" and ss["observed_max_spread"] == pytest.approx(0.3)
+    assert ss["absolute"] == pytest.approx(SPREAD_FACTOR * 0.3) and ss["relative"] == 0.0
+    assert tolerance_rule(baseline, "stereoset", "lms")["absolute"] == SPREAD_FLOOR  # no spread: the floor
+    ppl = tolerance_rule(baseline, "lm-quality", "perplexity")
+    assert ppl["absolute"] == 0.0 and ppl["relative"] == pytest.approx(SPREAD_FACTOR * 3.0 / 1002.0)
+    # the longer family is listed first, so "effect_size*" does not swallow effect_size_mean_abs
+    assert tolerance_rule(baseline, "seat", "effect_size_mean_abs")["metric"] == "effect_size_mean_abs"
+    assert tolerance_rule(baseline, "seat", "effect_size:w6")["metric"] == "effect_size*"
+    write(tmp_path / "one", make_record("m", "b", "crows", {"score": 50.0}))  # a score only one setting has
+    grids["one"] = load_records(tmp_path / "one")
+    with pytest.raises(HarnessError, match="m/b/crows/score is missing"):
+        measure_spread(grids)
