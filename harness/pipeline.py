@@ -123,7 +123,7 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
     for blocking in (False, True):  # first the records nobody else is computing, then wait for the rest
         busy = []
         for spec in pending:
-            with file_lock(record_path(results, spec), blocking=blocking) as locked:
+            with file_lock(_record_lock_target(results, spec), blocking=blocking) as locked:
                 if not locked:
                     busy.append(spec)
                 elif not force and is_complete(results, spec):
@@ -133,6 +133,13 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
                     written.append(str(write_record(results, spec, record)))
         pending = busy
     return written, skipped
+
+
+def _record_lock_target(results: Path, spec: RunSpec) -> Path:
+    """What a record's lock is named after: a path under the (git-ignored) cache beside the results
+    folder, so the records folder, which may be committed, holds nothing but records."""
+    relative = record_path(results, spec).relative_to(results)
+    return results.parent / "cache" / "record-locks" / results.name / relative
 
 
 def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_share_s: float) -> RunRecord:
