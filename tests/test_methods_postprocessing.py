@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fp32_error_bound
 from harness.api import RunContext, WeightChangingMethod
 from harness.attribute_data import (attribute_sentences, counterfactual_sets, encode, majority_rate,
                                     probe_accuracy)
@@ -238,15 +239,18 @@ def test_selfdebias_without_prefix_effect_equals_the_base_model(bert_tiny):
                 outputs[label] = bert_tiny.token_log_probs(**batch, positions=positions)
             finally:
                 bert_tiny.clear_hooks()
-    torch.testing.assert_close(outputs["no-decay"], base, atol=1e-5, rtol=0)
-    torch.testing.assert_close(outputs["empty-prefix"], base, atol=1e-5, rtol=0)
-    assert (outputs["default"] - base).abs().max() > 1e-3
-    torch.testing.assert_close(outputs["default"].exp().sum(-1), torch.ones(2), atol=1e-4, rtol=0)
+    # without a factor (λ = 0; or an empty prefix, which reruns the very same forward, so α = 0) only the
+    # renormalisation log p − logsumexp(log p) rounds: a V-term fp32 sum on the scale of |log p|
+    renormalised = fp32_error_bound(float(base.abs().max()), bert_tiny.vocab_size)
+    torch.testing.assert_close(outputs["no-decay"], base, atol=renormalised, rtol=0)
+    torch.testing.assert_close(outputs["empty-prefix"], base, atol=renormalised, rtol=0)
+    assert (outputs["default"] - base).abs().max() > 10 * renormalised  # far beyond rounding
+    torch.testing.assert_close(outputs["default"].exp().sum(-1), torch.ones(2), atol=renormalised, rtol=0)
     # undamped tokens all gain the same renormalisation shift; damped ones lose at most a factor epsilon
     change = outputs["default"] - base
     shift = change.max(dim=-1, keepdim=True).values
-    assert (change >= shift + np.log(0.01) - 1e-4).all()
-    assert ((shift - change) < 1e-5).float().mean() > 0.3
+    assert (change >= shift + np.log(0.01) - 2 * renormalised).all()
+    assert ((shift - change) <= 2 * renormalised).float().mean() > 0.3
 
 
 def test_selfdebias_scores_do_not_depend_on_its_chunking(bert_tiny):
