@@ -7,6 +7,8 @@ PYTHON      ?= python3.11
 VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
 DEMO_RESULTS ?= build/demo-runs
+CI_RESULTS  ?= build/ci/runs
+CI_SPREAD   ?= build/ci-spread
 JOBS        ?= 2
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
@@ -19,7 +21,7 @@ ifneq ($(wildcard ../shared/data/MANIFEST.tsv),)
 export GRADIEND_BENCH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo test bench perf results tables check baseline clean
+.PHONY: install demo test bench perf results tables check baseline ci-check ci-baseline ci-spread clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -61,14 +63,46 @@ tables: install
 	$(BIN)/gradiend-bench leaderboard --results results/runs --config configs/full.yaml \
 		--output-dir results/tables --plots results/tables/figures --readme README.md
 
-# Regression check of results/runs against the committed demo-grid baseline (CI runs it); `make baseline`
-# rewrites the baseline after an intended change of the numbers.
+# Consistency check of the committed records (results/runs) against the committed demo-grid baseline; it runs
+# no model, so it only catches edited or missing records. `make baseline` rewrites it after an intended change.
 check: install
 	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs
 
 baseline: install
 	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs \
 		--config configs/demo.yaml --update
+
+# The regression check CI relies on (docs/regression-check.md): the CI grid (configs/ci.yaml, zoo:bert-tiny,
+# 5 variants x 4 benchmarks) run for real into a fresh folder and checked against results/baselines/ci.json
+# with per-metric tolerances measured by `make ci-spread`. `make ci-baseline` records new numbers after an
+# intended change (the measured tolerances are kept).
+ci-check: install
+	rm -rf $(dir $(CI_RESULTS))
+	$(BIN)/gradiend-bench run configs/ci.yaml --results $(CI_RESULTS) --jobs $(JOBS) --quiet
+	$(BIN)/gradiend-bench check --baseline results/baselines/ci.json --results $(CI_RESULTS)
+
+ci-baseline: install
+	rm -rf $(dir $(CI_RESULTS))
+	$(BIN)/gradiend-bench run configs/ci.yaml --results $(CI_RESULTS) --jobs $(JOBS) --quiet
+	$(BIN)/gradiend-bench check --baseline results/baselines/ci.json --results $(CI_RESULTS) \
+		--config configs/ci.yaml --update
+
+# Re-measure the CI grid's tolerances: the grid under thread counts and CPU code paths that stand in for
+# other machines, each into a fresh folder (~8 x 1.5 min), then per-metric rules into the CI baseline.
+CI_SETTINGS := "jobs2 2" "jobs2-again 2" "jobs1 1" "omp1 1 OMP_NUM_THREADS=1" \
+	"aten-default 2 ATEN_CPU_CAPABILITY=default" "aten-default-omp1 1 ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1" \
+	"blas-haswell 2 OPENBLAS_CORETYPE=Haswell MKL_CBWR=COMPATIBLE OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2" \
+	"blas-sandybridge 1 OPENBLAS_CORETYPE=Sandybridge MKL_CBWR=AVX2 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
+ci-spread: install
+	@set -e; for setting in $(CI_SETTINGS); do \
+		set -- $$setting; name=$$1; jobs=$$2; shift 2; rm -rf $(CI_SPREAD)/$$name; \
+		echo "ci-spread: $$name: --jobs $$jobs $$*"; \
+		env "$$@" $(BIN)/gradiend-bench run configs/ci.yaml --results $(CI_SPREAD)/$$name/runs --jobs $$jobs --quiet; \
+	done
+	$(BIN)/python -m leaderboard.check spread --baseline results/baselines/ci.json $(CI_SPREAD)/*/runs \
+		--measured "make ci-spread on $$(uname -m) with $$(nproc) cores: configs/ci.yaml once under each of \
+		the Makefile's CI_SETTINGS (run-to-run: --jobs 2 twice; threads: --jobs 1/2, OMP_NUM_THREADS=1; \
+		CPU code paths: ATEN_CPU_CAPABILITY=default, OPENBLAS_CORETYPE=Haswell/Sandybridge, MKL_CBWR)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

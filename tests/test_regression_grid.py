@@ -1,0 +1,97 @@
+"""The CI regression grid (configs/ci.yaml, results/baselines/ci.json) is real and its check can fail.
+
+`make ci-check` runs the whole grid (~1.5 min); here one cell of it — zoo:bert-tiny, base, CrowS-Pairs —
+is run for real through the CLI and checked against the committed baseline's values and measured
+tolerances. A copy of the CrowS scorer with a planted off-by-one (it drops the first pair) then moves the
+score by a fraction of a point: the measured tolerance fails it, while the old rule (inside the sampling
+CI) would have passed it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.crows import CrowSPairs
+from harness.cli import main
+from harness.config import load_config
+from harness.registry import BENCHMARKS
+from leaderboard.check import read_baseline, rule_slack, tolerance_rule
+
+ROOT = Path(__file__).resolve().parent.parent
+CI_CONFIG = ROOT / "configs" / "ci.yaml"
+CI_BASELINE = ROOT / "results" / "baselines" / "ci.json"
+CELL = ("zoo:bert-tiny", "base", "crows")
+
+
+class CrowSDroppingFirstPair(CrowSPairs):
+    """The CrowS scorer with an off-by-one: the pair loop starts at 1."""
+
+    def pairs(self, ctx):
+        return super().pairs(ctx)[1:]
+
+
+def test_ci_baseline_covers_the_ci_grid_with_measured_tolerances():
+    config = load_config(CI_CONFIG)
+    baseline = read_baseline(CI_BASELINE)
+    grid = {(m, v.name, b.name) for m in config.models for v in config.variants for b in config.benchmarks}
+    assert {(e["model"], e["variant"], e["benchmark"]) for e in baseline["scores"]} == grid
+    assert baseline["selection"]["variants"] == [v.name for v in config.variants]
+    rules = baseline["tolerances"]["rules"]
+    assert baseline["tolerances"]["measured"] and baseline["tolerances"]["runs"] >= 4
+    for entry in baseline["scores"]:
+        rule = tolerance_rule(baseline, entry["benchmark"], entry["metric"])
+        assert rule is not None, f"no measured tolerance for {entry['benchmark']} {entry['metric']}"
+        if "low" in entry:  # far below the sampling CI, which let 3-point regressions pass
+            assert rule_slack(rule, entry["value"]) < (entry["high"] - entry["low"]) / 4
+    for rule in rules:  # each tolerance covers what was measured, absolute or relative to the score
+        assert rule["absolute"] >= rule["observed_max_spread"] or rule["relative"] >= rule["observed_max_relative_spread"]
+        assert rule["absolute"] > 0 or rule["relative"] > 0
+
+
+def _cell_baseline(tmp_path: Path, with_rules: bool) -> Path:
+    """The committed CI baseline restricted to one cell (the other cells are not run here)."""
+    data = json.loads(CI_BASELINE.read_text())
+    data["scores"] = [e for e in data["scores"] if (e["model"], e["variant"], e["benchmark"]) == CELL]
+    data["selection"] = {"models": [CELL[0]], "variants": [CELL[1]], "benchmarks": [CELL[2]],
+                         "bias_types": ["gender"]}
+    if not with_rules:
+        del data["tolerances"]
+    path = tmp_path / ("cell.json" if with_rules else "cell_ci_only.json")
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _run_cell(tmp_path: Path, name: str) -> Path:
+    crows = next(b for b in load_config(CI_CONFIG).benchmarks if b.name == "crows")
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(json.dumps({"name": "ci", "models": [CELL[0]], "variants": [CELL[1]], "seeds": [0],
+                                  "benchmarks": [{"name": "crows", "options": crows.options}],
+                                  "protocol": "cpu", "bias_type": "gender"}))
+    results = tmp_path / name / "runs"
+    assert main(["run", str(config), "--results", str(results), "--quiet"]) == 0
+    return results
+
+
+def test_a_planted_off_by_one_in_a_scorer_fails_the_ci_check(mirror, tmp_path, monkeypatch, capsys):
+    baseline = _cell_baseline(tmp_path, with_rules=True)
+    honest = _run_cell(tmp_path, "honest")
+    capsys.readouterr()
+    assert main(["check", "--baseline", str(baseline), "--results", str(honest)]) == 0
+    assert "3 baseline score(s) checked: 0 moved or missing" in capsys.readouterr().out
+
+    monkeypatch.setitem(BENCHMARKS, "crows", CrowSDroppingFirstPair)
+    planted = _run_cell(tmp_path, "planted")
+    capsys.readouterr()
+    assert main(["check", "--baseline", str(baseline), "--results", str(planted)]) == 1
+    out = capsys.readouterr().out
+    rows = {row[3]: row for row in (line.split() for line in out.splitlines()) if row and row[0] == CELL[0]}
+    assert rows["score"][-2:] == ["(measured)", "moved"]  # dropping one pair always moves the pair ratio
+    then, now = float(rows["score"][4]), float(rows["score"][5])
+    assert 0 < abs(now - then) < 1.0  # a fraction of a point: one pair of ~260
+
+    # the old rule (inside the 95 % CI, ~±6 points) lets the same regression pass
+    assert main(["check", "--baseline", str(_cell_baseline(tmp_path, with_rules=False)),
+                 "--results", str(planted)]) == 0
