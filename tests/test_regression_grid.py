@@ -95,3 +95,30 @@ def test_a_planted_off_by_one_in_a_scorer_fails_the_ci_check(mirror, tmp_path, m
     # the old rule (inside the 95 % CI, ~±6 points) lets the same regression pass
     assert main(["check", "--baseline", str(_cell_baseline(tmp_path, with_rules=False)),
                  "--results", str(planted)]) == 0
+
+
+def test_inlp_does_not_amplify_a_one_ulp_change_of_its_features(mirror, bert_tiny):
+    """Another CPU's kernels move the fp32 features by about one ulp (ATEN_CPU_CAPABILITY=default: 80 % of
+    the elements). INLP v1 (liblinear stopped at tol 1e-4) turned that into another number of classifiers
+    and a projection 0.1 apart; v2 must give the same classifiers and nearly the same projection."""
+    import numpy as np
+
+    from harness.attribute_data import attribute_sentences, bias_bench_split, single_threaded
+    from methods.inlp import nullspace_projection
+
+    data = attribute_sentences("gender", 1000, 0)
+    features = bert_tiny.pooled(list(data.texts), batch_size=64).numpy()
+    rng = np.random.default_rng(0)
+    direction = np.where(rng.random(features.shape) < 0.5, np.inf, -np.inf).astype(np.float32)
+    nudged = np.where(rng.random(features.shape) < 0.8, np.nextafter(features, direction), features)
+    assert 0 < np.abs(nudged - features).max() <= 2 * np.spacing(np.abs(features).max())
+    y = np.asarray(data.labels)
+    train, dev, _ = bias_bench_split(len(y), 0)
+    fits = []
+    for x in (features.astype(np.float64), nudged.astype(np.float64)):
+        with single_threaded():
+            fits.append(nullspace_projection(x[train], y[train], x[dev], y[dev], 80, stop_at_majority=True))
+    (p1, acc1), (p2, acc2) = fits
+    assert len(acc1) > 5  # the stop rule is reached after several classifiers, not at once
+    assert acc1 == acc2
+    assert np.abs(p1 - p2).max() < 1e-4
