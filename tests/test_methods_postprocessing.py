@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import fp32_error_bound
+from conftest import EPS32, fp32_error_bound
 from harness.api import RunContext, WeightChangingMethod
 from harness.attribute_data import (attribute_sentences, counterfactual_sets, encode, majority_rate,
                                     probe_accuracy)
@@ -97,8 +97,10 @@ def test_fresh_probe_on_heldout_projected_features_is_at_majority(name, fitted, 
 def test_inlp_projection_is_an_orthogonal_projection_removing_the_classifiers(fitted):
     hooks, notes = fitted
     p = hooks["inlp"].matrix.double()
-    torch.testing.assert_close(p @ p, p, atol=1e-5, rtol=0)
-    torch.testing.assert_close(p, p.T, atol=1e-6, rtol=0)
+    # fitted in float64, stored in float32: P + E with |E| ≤ u|P|; rows of an orthogonal projection have norm ≤ 1,
+    # so |(P+E)² − (P+E)| ≤ |PE| + |EP| + |E| ≤ 3u < eps32, and P − Pᵀ is at most one ulp of an entry
+    torch.testing.assert_close(p @ p, p, atol=2 * EPS32, rtol=0)
+    torch.testing.assert_close(p, p.T, atol=EPS32 * float(p.abs().max()), rtol=0)
     assert round(float(torch.trace(p))) == 128 - notes["inlp"]["rank_removed"]
     assert 0 < notes["inlp"]["rank_removed"] <= 3 * 35  # one-vs-rest over 3 classes: ≤ 3 directions per round
 
@@ -115,17 +117,21 @@ def test_leace_equalises_class_means_and_matches_the_package_eraser(heldout):
     means = torch.stack([erased[y == k].mean(0) for k in range(3)])
     before = torch.stack([x[y == k].mean(0) for k in range(3)])
     assert (before - before.mean(0)).abs().max() > 0.05
-    assert (means - means.mean(0)).abs().max() < 1e-4
+    # the float32 hook (A x + b, stored in fp32) on the scale of its summed terms |x|·|A|ᵀ + |b|, H terms
+    bound = fp32_error_bound(float((x.abs() @ hook.matrix.double().abs().T + hook.bias.double().abs()).max()), x.shape[1])
+    assert (means - means.mean(0)).abs().max() <= 2 * bound  # each class mean within the bound of the common one
     eraser = LeaceFitter.fit(x, torch.nn.functional.one_hot(y.long(), 3).double()).eraser
     assert hook.bias is not None and hook.bias.abs().max() > 0  # the mean term is part of the hook
-    torch.testing.assert_close(erased, eraser(x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(erased, eraser(x), atol=bound, rtol=0)  # the package erases in float64
 
 
 def test_sentdebias_output_is_orthogonal_to_the_removed_direction(bert_tiny, method_cache):
     method = get_method("sentdebias")(n_examples=150)
     hook = method.fit(bert_tiny, _ctx(method_cache))
     values, vectors = torch.linalg.eigh(torch.eye(hook.dim) - hook.matrix.double())
-    assert values[-1] == pytest.approx(1.0, abs=1e-5) and values[-2] == pytest.approx(0.0, abs=1e-5)
+    # I − M for M = I − vvᵀ stored in fp32: eigenvalues move by ≤ ‖E‖₂ ≤ u·‖M‖_F = u·√(H − 1)
+    moved = fp32_error_bound(1.0, hook.dim)
+    assert values[-1] == pytest.approx(1.0, abs=moved) and values[-2] == pytest.approx(0.0, abs=moved)
     direction = vectors[:, -1].float()
     batch = bert_tiny.tokenize(["He said his brother is a nurse.", "She told her sister about the new job."])
     plain = bert_tiny.final_hidden_states(**batch)
@@ -135,7 +141,9 @@ def test_sentdebias_output_is_orthogonal_to_the_removed_direction(bert_tiny, met
     finally:
         bert_tiny.clear_hooks()
     assert (plain @ direction).abs().max() > 0.1
-    assert (hidden @ direction).abs().max() < 1e-5
+    # h·Mᵀ then ·v in fp32: 2H-term sums on the scale of |h|·|M|ᵀ, plus M's and v's own fp32 rounding
+    terms = plain.detach().abs() @ hook.matrix.abs().T
+    assert (hidden @ direction).abs().max() <= fp32_error_bound(float(terms.max()), 2 * hook.dim)
     assert method.notes["n_tuples"] == 150 and method.notes["explained_variance_ratio"][0] > 0
 
 
