@@ -31,7 +31,7 @@ apart (max element) across those settings. Hence:
 * the SVMs are solved to ``tol=1e-8`` (:data:`SVM_TOL`): the objective (L2-regularised squared hinge) is
   strongly convex, so its optimum is a smooth function of the data, and solving it to 1e-8 instead of
   stopping at 1e-4 leaves only round-off; the same settings then give the same 30 dev accuracies to the last
-  digit and projections within 4e-6 (max element), at the same cost (liblinear needs ~6 Newton steps);
+  digit and projections within 7e-6 (max element), at about the same cost (liblinear needs ~6 Newton steps);
 * dev accuracies are counts of examples, and the stop rule compares those counts, so it flips only if a
   dev example sits within round-off of a decision boundary (the closest measured: 1e-6 relative);
 * rank cut-offs (``scipy.linalg.orth``) use ``rcond=1e-10`` (:data:`RANK_RCOND`) instead of the ~3e-14
