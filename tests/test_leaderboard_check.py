@@ -131,7 +131,8 @@ def test_update_keeps_the_measured_rules_and_bad_rules_are_one_line_errors(setup
     _with_rules(baseline, rules)
     assert check(runs, baseline, "--update") == 0
     assert json.loads(baseline.read_text())["tolerances"]["rules"] == rules
-    for bad in ([{"benchmark": "stereoset", "metric": "ss"}], [{"benchmark": "stereoset", "metric": "ss", "absolute": -1}],
+    for bad in ([{"benchmark": "stereoset", "metric": "ss"}],
+                [{"benchmark": "stereoset", "metric": "ss", "absolute": -1}],
                 [{"metric": "ss", "absolute": 1}], "ss"):
         path = tmp_path / "bad_rules.json"
         data = json.loads(baseline.read_text())

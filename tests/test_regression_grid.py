@@ -47,7 +47,8 @@ def test_ci_baseline_covers_the_ci_grid_with_measured_tolerances():
         if "low" in entry:  # far below the sampling CI, which let 3-point regressions pass
             assert rule_slack(rule, entry["value"]) < (entry["high"] - entry["low"]) / 4
     for rule in rules:  # each tolerance covers what was measured, absolute or relative to the score
-        assert rule["absolute"] >= rule["observed_max_spread"] or rule["relative"] >= rule["observed_max_relative_spread"]
+        assert (rule["absolute"] >= rule["observed_max_spread"]
+                or rule["relative"] >= rule["observed_max_relative_spread"])
         assert rule["absolute"] > 0 or rule["relative"] > 0
 
 
