@@ -25,13 +25,19 @@ SETTINGS=(
   "OMP_NUM_THREADS=2 ATEN_CPU_CAPABILITY=avx2"
   "OMP_NUM_THREADS=2 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41"
 )
+# inductor's on-disk kernel cache is not keyed by ATEN_CPU_CAPABILITY: kernels built under one setting and
+# reused under another fail to compile, give NaN or crash (torch 2.13), so each setting gets its own cache
+CACHES=$(mktemp -d)
+trap 'rm -rf "$CACHES"' EXIT
 failed=()
-for setting in "${SETTINGS[@]}"; do
+for i in "${!SETTINGS[@]}"; do
+  setting=${SETTINGS[$i]}
   threads=${setting#OMP_NUM_THREADS=}; threads=${threads%% *}
   echo "=== $setting"
-  env $setting MKL_NUM_THREADS="$threads" "$PY" -c \
+  run=(env $setting MKL_NUM_THREADS="$threads" TORCHINDUCTOR_CACHE_DIR="$CACHES/$i")
+  "${run[@]}" "$PY" -c \
     "import torch; print('torch threads', torch.get_num_threads(), '| CPU capability', torch.backends.cpu.get_cpu_capability())"
-  env $setting MKL_NUM_THREADS="$threads" "$PY" -m pytest -q -p no:cacheprovider "$@" || failed+=("$setting")
+  "${run[@]}" "$PY" -m pytest -q -p no:cacheprovider "$@" || failed+=("$setting")
 done
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED under: %s\n' "${failed[@]}"
