@@ -57,7 +57,8 @@ def test_gradients_match_independent_autograd_and_finite_differences(bert_tiny, 
     name = "bert.encoder.layer.1.output.dense.weight"
     offset = bert_engine.map.offsets()[bert_engine.map.names.index(name)]
     block = slice(offset, offset + bert_engine.map.numels[bert_engine.map.names.index(name)])
-    for key, ref in reference.items():  # fp32 engine against fp64 autograd: every weight, and one matrix on its own scale
+    # fp32 engine against fp64 autograd: every weight, and one matrix on its own scale
+    for key, ref in reference.items():
         torch.testing.assert_close(grads[key].double(), ref, rtol=0, atol=_gradient_bound(bert_tiny, ref))
         torch.testing.assert_close(grads[key][block].double(), ref[block], rtol=0,
                                    atol=_gradient_bound(bert_tiny, ref[block]))
@@ -82,7 +83,8 @@ def test_gradients_match_independent_autograd_and_finite_differences(bert_tiny, 
             assert abs((up - down) / (2 * h) - float(grads["diff"][offset + i])) < bound
 
 
-MICRO_TEXTS = [TEMPLATE, "After the game [TARGET] went home.", "John said [TARGET] was tired of waiting for the bus today.",
+MICRO_TEXTS = [TEMPLATE, "After the game [TARGET] went home.",
+               "John said [TARGET] was tired of waiting for the bus today.",
                "[TARGET] laughed.", "When Anna arrived, [TARGET] sat down.", "Peter thinks [TARGET] is right.",
                "Lisa called because [TARGET] needed help with the long and difficult homework.", "Then [TARGET] left."]
 MICRO_FACTUAL = ["she", "he", "he", "she", "she", "he", "she", "he"]
@@ -91,7 +93,8 @@ MICRO_COUNTER = ["he", "she", "she", "he", "he", "she", "he", "she"]
 
 @pytest.fixture(scope="module")
 def micro_reference(bert_tiny):
-    return _reference_gradients(bert_tiny, select_parameters(bert_tiny).names, MICRO_TEXTS, MICRO_FACTUAL, MICRO_COUNTER)
+    names = select_parameters(bert_tiny).names
+    return _reference_gradients(bert_tiny, names, MICRO_TEXTS, MICRO_FACTUAL, MICRO_COUNTER)
 
 
 @pytest.mark.parametrize("pruned", [False, True])

@@ -118,7 +118,8 @@ def test_leace_equalises_class_means_and_matches_the_package_eraser(heldout):
     before = torch.stack([x[y == k].mean(0) for k in range(3)])
     assert (before - before.mean(0)).abs().max() > 0.05
     # the float32 hook (A x + b, stored in fp32) on the scale of its summed terms |x|·|A|ᵀ + |b|, H terms
-    bound = fp32_error_bound(float((x.abs() @ hook.matrix.double().abs().T + hook.bias.double().abs()).max()), x.shape[1])
+    terms = x.abs() @ hook.matrix.double().abs().T + hook.bias.double().abs()
+    bound = fp32_error_bound(float(terms.max()), x.shape[1])
     assert (means - means.mean(0)).abs().max() <= 2 * bound  # each class mean within the bound of the common one
     eraser = LeaceFitter.fit(x, torch.nn.functional.one_hot(y.long(), 3).double()).eraser
     assert hook.bias is not None and hook.bias.abs().max() > 0  # the mean term is part of the hook

@@ -58,7 +58,8 @@ def test_first_token_mode_matches_bias_bench_style(smollm2, smollm2_fp64):
         with_start = smollm2_fp64(torch.tensor([[smollm2.start_token_id, *seq]])).logits[0]
     bound = log_prob_bound(torch.cat([first[None], rest, with_start]), smollm2_fp64.config)
     # first-token: x_1 from the start token alone, later tokens from the sequence run without it
-    expected = [first.log_softmax(-1)[seq[0]].item()] + [rest.log_softmax(-1)[t - 1, seq[t]].item() for t in range(1, len(seq))]
+    expected = [first.log_softmax(-1)[seq[0]].item()] + [rest.log_softmax(-1)[t - 1, seq[t]].item()
+                                                         for t in range(1, len(seq))]
     assert np.abs(values - expected).max() <= bound
     # prefix: every token sees the start token
     expected_prefixed = [with_start.log_softmax(-1)[t, seq[t]].item() for t in range(len(seq))]
