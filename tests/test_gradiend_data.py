@@ -102,4 +102,6 @@ def test_diverging_workflow_raises_and_leaves_no_output(bert_tiny, gender_data, 
     with pytest.raises(HarnessError, match="diverged"):
         fit(bert_tiny, Settings(lr=1e30, max_steps=4, seeds=(0,)), folder, data=gender_data, batch_size=4)
     assert not folder.exists()
-    assert not any(tmp_path.iterdir())
+    # only the lock file guarding the folder may stay (harness/locks.py never deletes lock files)
+    leftovers = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert leftovers in ([], [".locks", ".locks/gradiend.lock"]), leftovers
