@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -142,4 +143,17 @@ def smollm2_fp64(smollm2):
 def any_lm(request):
     lm = request.getfixturevalue(request.param)
     yield lm
+    lm.clear_hooks()
+
+
+def restore_bert_tiny_origin(request):
+    """apply_variant records its steps in the (session-wide) model's origin: restore it after each test.
+    Test modules that apply variants to ``bert_tiny`` make it an autouse fixture."""
+    if "bert_tiny" not in request.fixturenames:
+        yield
+        return
+    lm = request.getfixturevalue("bert_tiny")
+    saved = copy.deepcopy(lm.origin)
+    yield
+    lm.origin = saved
     lm.clear_hooks()

@@ -13,24 +13,14 @@ import sys
 import pytest
 import torch
 
+from conftest import restore_bert_tiny_origin
 from harness.api import RunContext
 from harness.atomic import atomic_directory
 from harness.attribute_data import attribute_sentences, encode
 from harness.hooks import AffineHook
 from harness.variants import apply_variant, parse_variant
 
-
-@pytest.fixture(autouse=True)
-def _keep_origin(request):
-    """apply_variant records its steps in the (session-wide) model's origin: restore it after each test."""
-    if "bert_tiny" not in request.fixturenames:
-        yield
-        return
-    lm = request.getfixturevalue("bert_tiny")
-    saved = copy.deepcopy(lm.origin)
-    yield
-    lm.origin = saved
-    lm.clear_hooks()
+keep_bert_tiny_origin = pytest.fixture(autouse=True)(restore_bert_tiny_origin)
 
 
 def _overwrite(path, offset: int, size: int = 4096) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import EPS32, fp32_error_bound
+from conftest import EPS32, fp32_error_bound, restore_bert_tiny_origin
 from harness.api import RunContext, WeightChangingMethod
 from harness.attribute_data import (attribute_sentences, counterfactual_sets, encode, majority_rate,
                                     probe_accuracy)
@@ -35,17 +35,7 @@ def method_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("method-cache")
 
 
-@pytest.fixture(autouse=True)
-def _keep_origin(request):
-    """apply_variant records its steps in the (session-wide) model's origin: restore it after each test."""
-    if "bert_tiny" not in request.fixturenames:
-        yield
-        return
-    lm = request.getfixturevalue("bert_tiny")
-    saved = copy.deepcopy(lm.origin)
-    yield
-    lm.origin = saved
-    lm.clear_hooks()
+keep_bert_tiny_origin = pytest.fixture(autouse=True)(restore_bert_tiny_origin)
 
 
 def _ctx(cache, **kwargs) -> RunContext:
