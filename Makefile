@@ -1,6 +1,7 @@
 # gradiend-bench — the two set-up commands:
 #   make demo   create .venv, install everything, run the demo grid offline, print the leaderboard
 #   make test   run the test suite (offline)
+#   make lint   ruff over the tree (CI runs it before the tests)
 # On a GPU machine install another torch: make demo TORCH_SPEC=torch
 
 PYTHON      ?= python3.11
@@ -21,7 +22,7 @@ ifneq ($(wildcard ../shared/data/MANIFEST.tsv),)
 export GRADIEND_BENCH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo test bench perf results tables check baseline ci-check ci-baseline ci-spread clean
+.PHONY: install demo lint test bench perf results tables check baseline ci-check ci-baseline ci-spread clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -36,6 +37,10 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/gradiend-bench run configs/demo.yaml --results $(DEMO_RESULTS) --jobs $(JOBS)
 	$(BIN)/gradiend-bench leaderboard --results $(DEMO_RESULTS)
+
+# Lint (pyflakes, import order, pycodestyle at 120 characters; rules in pyproject.toml's [tool.ruff]).
+lint: install
+	$(BIN)/ruff check .
 
 test: install
 	$(BIN)/python -m pytest -m "not slow and not network" -q $(PYTEST_ARGS)
