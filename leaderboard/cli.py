@@ -167,9 +167,7 @@ def cmd_check(args) -> int:
 def cmd_compare(args) -> int:
     from harness.records import load_records
     from leaderboard.compare import compare, table, to_json
-    from leaderboard.table import latest_records
-
-    from leaderboard.table import requested_protocol
+    from leaderboard.table import latest_records, requested_protocol
 
     records = latest_records([r for r in load_records(Path(args.results)) if r.bias_type == args.bias_type
                               and (args.protocol is None or requested_protocol(r) == args.protocol)])

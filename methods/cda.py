@@ -22,7 +22,6 @@ from harness.options import Option
 from harness.pretraining import resolve_training
 from harness.registry import register_method
 
-
 # the continued pre-training settings a method may override (null = the protocol's value; see
 # harness.pretraining.PROTOCOLS); the bounds are TrainingSettings.validate's
 TRAINING_OPTIONS = {"corpus": Option(str, None, allow_none=True), "steps": Option(int, None, minimum=1, allow_none=True),

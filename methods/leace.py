@@ -24,8 +24,14 @@ import numpy as np
 import torch
 
 from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import (attribute_sentences, bias_bench_split, cached_hook, encode, majority_rate,
-                                    probe_accuracy)
+from harness.attribute_data import (
+    attribute_sentences,
+    bias_bench_split,
+    cached_hook,
+    encode,
+    majority_rate,
+    probe_accuracy,
+)
 from harness.hooks import AffineHook
 from harness.models.interface import LanguageModel
 from harness.options import Option

@@ -10,8 +10,18 @@ import pytest
 import torch
 
 import benchmarks.crows as crows
-from benchmarks.crows import (CrowSPairs, CrowsPair, causal_pair_scores, crows_scores, load_pairs, masked_pair_scores,
-                              preferences, select_pairs, special_layout, token_spans)
+from benchmarks.crows import (
+    CrowsPair,
+    CrowSPairs,
+    causal_pair_scores,
+    crows_scores,
+    load_pairs,
+    masked_pair_scores,
+    preferences,
+    select_pairs,
+    special_layout,
+    token_spans,
+)
 from conftest import log_prob_bound
 from harness.api import RunContext
 from harness.errors import HarnessError

@@ -13,12 +13,11 @@ import pytest
 import torch
 import yaml
 
+from conftest import PROJECT_ROOT
 from harness.cli import main
 from harness.config import expand, load_config, parse_config
 from harness.errors import HarnessError
 from harness.records import record_path, slug
-
-from conftest import PROJECT_ROOT
 
 BASE = {"name": "faults", "models": ["zoo:bert-tiny"], "variants": ["base"], "benchmarks": ["lm-quality"]}
 

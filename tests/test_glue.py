@@ -13,9 +13,21 @@ import pytest
 import torch
 
 from benchmarks.glue_encode import encode, features, has_pair_template, pair_batch
-from benchmarks.glue_tasks import (GLUE_TASKS, SUPERGLUE_TASKS, cb_score, choice_predictions, load_task, mcc,
-                                   metric_fn, multirc_parts, multirc_score, pearson, read_jsonl, read_tsv,
-                                   superglue_rows)
+from benchmarks.glue_tasks import (
+    GLUE_TASKS,
+    SUPERGLUE_TASKS,
+    cb_score,
+    choice_predictions,
+    load_task,
+    mcc,
+    metric_fn,
+    multirc_parts,
+    multirc_score,
+    pearson,
+    read_jsonl,
+    read_tsv,
+    superglue_rows,
+)
 from benchmarks.probe import bootstrap_task
 from conftest import forward_chain_length, fp32_error_bound
 from harness.api import RunContext

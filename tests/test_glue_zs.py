@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.lm_eval_zero_shot import ZS_SUPERGLUE, harness_lm_class, hub_rows, task_yaml
 from benchmarks.glue_tasks import SUPERGLUE_TASKS
+from benchmarks.lm_eval_zero_shot import ZS_SUPERGLUE, harness_lm_class, hub_rows, task_yaml
 from conftest import log_prob_bound
 from harness.api import RunContext
 from harness.hooks import AffineHook

@@ -10,8 +10,7 @@ import torch
 
 from conftest import EPS32, fp32_error_bound, restore_bert_tiny_origin
 from harness.api import RunContext, WeightChangingMethod
-from harness.attribute_data import (attribute_sentences, counterfactual_sets, encode, majority_rate,
-                                    probe_accuracy)
+from harness.attribute_data import attribute_sentences, counterfactual_sets, encode, majority_rate, probe_accuracy
 from harness.attributes import AttributeLexicon
 from harness.data.corpus import is_heldout, load_documents
 from harness.errors import HarnessError

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from harness.config import expand, parse_config
+from harness.errors import HarnessError
 from harness.pipeline import run_experiment
 from harness.records import iter_record_paths, load_records, read_record, record_path
-from harness.errors import HarnessError
 
 SMALL = {"name": "t", "models": ["zoo:bert-tiny"], "seeds": [0, 1],
          "benchmarks": [{"name": "lm-quality", "options": {"n_sentences": 40, "resamples": 200}}]}

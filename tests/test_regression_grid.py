@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from benchmarks.crows import CrowSPairs
 from harness.cli import main
 from harness.config import load_config

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.seat import (SEAT, SETS, TESTS_BY_BIAS, association, effect_size, load_seat_test,
-                             permutation_p_value)
+from benchmarks.seat import SEAT, SETS, TESTS_BY_BIAS, association, effect_size, load_seat_test, permutation_p_value
 from harness.api import RunContext
 from harness.errors import HarnessError
 

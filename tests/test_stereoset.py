@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.stereoset import (Cluster, causal_sentence_scores, evaluate, load_clusters,
-                                  masked_sentence_scores, stereoset_metrics, template_word)
+from benchmarks.stereoset import (
+    Cluster,
+    causal_sentence_scores,
+    evaluate,
+    load_clusters,
+    masked_sentence_scores,
+    stereoset_metrics,
+    template_word,
+)
 from conftest import PROJECT_ROOT, log_prob_bound
 from harness.errors import HarnessError
 

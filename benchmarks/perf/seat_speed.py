@@ -12,8 +12,6 @@ import time
 
 
 def main(bias_types: list[str]) -> None:
-    import numpy as np
-
     from benchmarks.seat import SEAT, SETS, association, load_seat_test, permutation_p_value
     from harness.api import RunContext
     from harness.models import load_model

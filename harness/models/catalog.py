@@ -221,8 +221,10 @@ def model_catalog() -> ModelCatalog:
 
 def detect_kind(config) -> Kind:
     """Masked or causal from the config's architectures (falls back to the auto-class mappings)."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     for arch in getattr(config, "architectures", None) or []:
         if arch.endswith("ForMaskedLM"):

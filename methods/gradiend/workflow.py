@@ -27,8 +27,17 @@ from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
 from methods.gradiend.data import GradiendData, build_data
-from methods.gradiend.evaluation import (METRICS, DecoderGrid, EncoderProbe, class_examples, encoder_metrics,
-                                         neutral_examples, plot_distribution, plot_grid, select)
+from methods.gradiend.evaluation import (
+    METRICS,
+    DecoderGrid,
+    EncoderProbe,
+    class_examples,
+    encoder_metrics,
+    neutral_examples,
+    plot_distribution,
+    plot_grid,
+    select,
+)
 from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
 from methods.gradiend.model import Gradiend
 from methods.gradiend.training import TrainConfig, TrainResult, sample_batch, train
