@@ -213,7 +213,8 @@ def crows_scores(prefs: np.ndarray, directions: Sequence[str], *, resamples: int
 class CrowSPairs(Benchmark):
     datasets = ("crows-pairs",)
     # bias_type: a CrowS-Pairs bias type (null: the run's); the file's own list is checked when it is read
-    options_spec = {"scoring": Option(str, "bias-bench", choices=SCORINGS), "bias_type": Option(str, None, allow_none=True),
+    options_spec = {"scoring": Option(str, "bias-bench", choices=SCORINGS),
+                    "bias_type": Option(str, None, allow_none=True),
                     "batch_rows": Option(int, 512, minimum=1), "resamples": Option(int, 1000, minimum=1)}
     headline = ("score",)
     execution_options = ("batch_rows",)
@@ -252,7 +253,8 @@ class CrowSPairs(Benchmark):
             more, less = (np.where([p.direction == "stereo" for p in pairs], a, b) for a, b in ((s1, s2), (s2, s1)))
             path = Path(ctx.artifact_dir) / "crows_pair_scores.json"
             write_json_atomic(path, [{"row": p.row, "direction": p.direction, "bias_type": p.bias_type,
-                                      "kept": bool(k), "sent_more_score": float(m), "sent_less_score": float(l)}
-                                     for p, k, m, l in zip(pairs, kept, more, less)])
+                                      "kept": bool(k), "sent_more_score": float(more_score),
+                                      "sent_less_score": float(less_score)}
+                                     for p, k, more_score, less_score in zip(pairs, kept, more, less)])
             artifacts["pair_scores"] = str(path)
         return BenchmarkResult(scores, details=details, artifacts=artifacts)

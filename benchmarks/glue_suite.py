@@ -175,7 +175,8 @@ class GlueSuite(Benchmark):
         scores = {"score": Score(mean, float(low), float(high), len(per_task)), **scores}
         details = {"protocol": protocol, "tasks": list(per_task), "unavailable": unavailable, "per_task": per_task,
                    "precision": precision if protocol == "probe" else "float32",
-                   "compiled": resolve_compile(precision, self.options["compile"], lm) if protocol == "probe" else False,
+                   "compiled": resolve_compile(precision, self.options["compile"], lm)
+                   if protocol == "probe" else False,
                    "note": "probe numbers are not comparable with published fine-tuning numbers"
                    if protocol == "probe" else "fine-tuned"}
         return BenchmarkResult(scores, details=details, protocol=protocol)

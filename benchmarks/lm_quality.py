@@ -30,7 +30,8 @@ from harness.stats import bootstrap_ratio
 class LMQuality(Benchmark):
     datasets = ("corpus-en",)
     # max_length ≥ 2: causal LMs score max_length - 1 tokens after the BOS token
-    options_spec = {"n_sentences": Option(int, 1000, minimum=1), "mask_fraction": Option(float, 0.15, above=0, maximum=1),
+    options_spec = {"n_sentences": Option(int, 1000, minimum=1),
+                    "mask_fraction": Option(float, 0.15, above=0, maximum=1),
                     "max_length": Option(int, 128, minimum=2), "resamples": Option(int, 1000, minimum=1)}
     headline = ("accuracy", "perplexity")
 

@@ -212,8 +212,9 @@ def results_table(results: dict[str, dict[str, Score]]) -> str:
 
     rows = []
     for domain, m in results.items():
-        rows.append([domain, m["ss"].n, *(f"{m[k].value:.2f}" + (f" ± {m[k].margin:.2f}" if m[k].margin is not None else "")
-                                          for k in ("ss", "lms", "icat"))])
+        rows.append([domain, m["ss"].n,
+                     *(f"{m[k].value:.2f}" + (f" ± {m[k].margin:.2f}" if m[k].margin is not None else "")
+                       for k in ("ss", "lms", "icat"))])
     return tabulate(rows, headers=["domain", "clusters", "SS", "LMS", "ICAT"], disable_numparse=True)
 
 

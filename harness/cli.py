@@ -112,7 +112,8 @@ def _read_yaml_mapping(path: str) -> dict:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise HarnessError(f"cannot read settings file {path} ({exc})", "give a YAML mapping of training settings") from None
+        raise HarnessError(f"cannot read settings file {path} ({exc})",
+                           "give a YAML mapping of training settings") from None
     if not isinstance(raw, dict):
         raise HarnessError(f"settings file {path} is not a mapping", "write e.g. `steps: 600` lines")
     return raw
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild / overwrite")
     build.set_defaults(func=cmd_models_build)
 
-    data = sub.add_parser("data", help="list, fetch or verify catalog data sets").add_subparsers(dest="action", required=True)
+    data = sub.add_parser("data", help="list, fetch or verify catalog data sets").add_subparsers(dest="action",
+                                                                                                 required=True)
     data.add_parser("list", help="list data sets and their sources").set_defaults(func=cmd_data_list)
     dfetch = data.add_parser("fetch", help="resolve data sets to local files")
     dfetch.add_argument("names", nargs="+", metavar="NAME")
@@ -254,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config")
     run.add_argument("--results", help="records folder (default: the config's results_dir)")
     run.add_argument("--jobs", type=int, default=1, help="parallel groups (default 1)")
-    run.add_argument("--backend", default="loky", help="joblib backend: loky, threading, multiprocessing, sequential, dask")
+    run.add_argument("--backend", default="loky",
+                     help="joblib backend: loky, threading, multiprocessing, sequential, dask")
     run.add_argument("--scheduler", help="dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--force", action="store_true", help="recompute runs that already have a record")
     run.add_argument("--dry-run", action="store_true", help="show the plan only")

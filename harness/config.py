@@ -65,7 +65,8 @@ class ExperimentConfig(BaseModel):
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
         repeated = sorted({s for s in seeds if seeds.count(s) > 1})
         if repeated:
-            raise ValueError(f"seed {repeated[0]} is listed twice (it would compute the same runs twice); list each seed once")
+            raise ValueError(f"seed {repeated[0]} is listed twice (it would compute the same runs twice); "
+                             "list each seed once")
         return seeds
 
     def component_list(self, key: str) -> list[Component]:
@@ -163,7 +164,8 @@ def parse_config(raw: Any, source: str = "<config>") -> ExperimentConfig:
 def load_config(path: str | Path) -> ExperimentConfig:
     path = Path(path)
     if not path.is_file():
-        raise HarnessError(f"config file '{path}' not found", "give the path to an experiment YAML, e.g. configs/demo.yaml")
+        raise HarnessError(f"config file '{path}' not found",
+                           "give the path to an experiment YAML, e.g. configs/demo.yaml")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -217,11 +217,13 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         try:
             from distributed import Client
         except ImportError:
-            raise HarnessError("backend 'dask' needs the distributed package", "pip install 'dask[distributed]'") from None
+            raise HarnessError("backend 'dask' needs the distributed package",
+                               "pip install 'dask[distributed]'") from None
         try:
             client = Client(scheduler, timeout=f"{scheduler_timeout_s}s")
         except (OSError, TimeoutError) as exc:
-            raise HarnessError(f"cannot reach dask scheduler {scheduler} ({exc})", "start it with `dask scheduler` and check the address") from None
+            raise HarnessError(f"cannot reach dask scheduler {scheduler} ({exc})",
+                               "start it with `dask scheduler` and check the address") from None
         with client, joblib.parallel_config(backend="dask"):
             outputs = joblib.Parallel(n_jobs=jobs)(calls)
     elif backend == "sequential" or (jobs == 1 and backend == "loky"):

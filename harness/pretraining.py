@@ -163,7 +163,8 @@ def set_dropout(model: nn.Module, rates: dict[str, float]) -> dict[str, Any]:
         if isinstance(module, nn.Dropout):
             module.p = float(attention if attention is not None and "attention.self" in name else
                              hidden if hidden is not None else module.p)
-        elif attention is not None and hasattr(module, "attention_dropout") and isinstance(module.attention_dropout, float):
+        elif (attention is not None and hasattr(module, "attention_dropout")
+              and isinstance(module.attention_dropout, float)):
             module.attention_dropout = float(attention)
         if attention is not None and hasattr(module, "dropout_prob") and isinstance(module.dropout_prob, float):
             module.dropout_prob = float(attention)
@@ -292,7 +293,8 @@ def continue_pretraining(lm: LanguageModel, train_documents: Sequence[str], held
                 on_step(step, running / max(running_n, 1))
             if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
                 metrics = evaluate(lm, heldout, objective, settings.mlm_probability, settings.seed)
-                log.append({"step": step + 1, "lr": scheduler.get_last_lr()[0], "train_loss": running / max(running_n, 1),
+                log.append({"step": step + 1, "lr": scheduler.get_last_lr()[0],
+                            "train_loss": running / max(running_n, 1),
                             "elapsed_s": round(time.perf_counter() - started, 2),
                             **{f"heldout_{k}": v for k, v in metrics.items()}})
                 running, running_n = 0.0, 0
@@ -318,7 +320,8 @@ PROTOCOLS = {
 TUNABLE = ("corpus", "steps", "batch_size", "grad_accumulation", "seq_len", "lr")
 
 
-def resolve_training(options: dict, protocol: str, kind: str, extra: dict | None = None) -> tuple[str, TrainingSettings]:
+def resolve_training(options: dict, protocol: str, kind: str,
+                     extra: dict | None = None) -> tuple[str, TrainingSettings]:
     """(corpus, settings) for ``protocol`` and model ``kind``, with the method's non-null options on top."""
     if protocol not in PROTOCOLS:
         raise HarnessError(f"no training protocol '{protocol}'", f"use one of: {', '.join(PROTOCOLS)}")

@@ -92,7 +92,8 @@ def read_record(path: Path) -> RunRecord:
         return RunRecord.from_json(json.loads(Path(path).read_text()))
     except (OSError, ValueError, TypeError) as exc:
         raise HarnessError(f"run record {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]})",
-                           "delete it and re-run its grid (`gradiend-bench run CONFIG` recomputes only missing records)") from None
+                           "delete it and re-run its grid "
+                           "(`gradiend-bench run CONFIG` recomputes only missing records)") from None
 
 
 def iter_record_paths(results_dir: Path) -> Iterator[Path]:

@@ -35,7 +35,8 @@ def parse_variant(name: str, options: dict[str, dict[str, Any]] | None = None) -
         return []
     parts = [p.strip() for p in name.split("+")]
     if len(set(parts)) != len(parts) or BASE in parts:
-        raise HarnessError(f"variant '{name}' repeats a method or contains 'base'", "list each method once, e.g. cda+inlp")
+        raise HarnessError(f"variant '{name}' repeats a method or contains 'base'",
+                           "list each method once, e.g. cda+inlp")
     steps = []
     for part in parts:
         cls = get_method(part)

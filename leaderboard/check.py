@@ -48,7 +48,8 @@ def _key(entry: dict[str, Any]) -> tuple[str, str, str, str]:
     return entry["model"], entry["variant"], entry["benchmark"], entry["metric"]
 
 
-def current_scores(records: Sequence[RunRecord], selection: dict[str, list[str]] | None = None) -> dict[tuple, Cell | str]:
+def current_scores(records: Sequence[RunRecord],
+                   selection: dict[str, list[str]] | None = None) -> dict[tuple, Cell | str]:
     """Seed-averaged cells of the records inside ``selection`` (models / variants / benchmarks / bias_type)."""
     selection = selection or {}
 

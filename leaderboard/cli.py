@@ -102,7 +102,8 @@ README_END = "<!-- leaderboard:end -->"
 def update_readme(path: Path, markdown: str) -> None:
     """Replace the text between the README's leaderboard markers (and nothing else)."""
     text = path.read_text(encoding="utf-8")
-    if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(README_END):
+    if (text.count(README_START) != 1 or text.count(README_END) != 1
+            or text.index(README_START) > text.index(README_END)):
         raise HarnessError(f"{path} lacks one pair of leaderboard markers",
                            f"add the lines {README_START} and {README_END} where the table belongs")
     head, rest = text.split(README_START)
@@ -191,7 +192,8 @@ def register(subparsers) -> None:
     parser.add_argument("--bias", help="bias columns, comma-separated (default ss,seat; also crows)")
     parser.add_argument("--variants", help="configured variant order (ties rank earlier ones lower), comma-separated")
     parser.add_argument("--config", help="take the variant order from this experiment config")
-    parser.add_argument("--all-metrics", action="store_true", help="per-model table: every metric, not only headline ones")
+    parser.add_argument("--all-metrics", action="store_true",
+                        help="per-model table: every metric, not only headline ones")
     parser.set_defaults(func=cmd_leaderboard)
 
 

@@ -17,7 +17,8 @@ CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:.3em .6em;text-align:right;white-space:nowrap}
 th{border-bottom:2px solid #444}#board th{cursor:pointer;user-select:none}#board th:hover{background:#eef}
-td:first-child,th:first-child,#per-model td:nth-child(2),#per-model th:nth-child(2){text-align:left}tbody tr:nth-child(even){background:#f6f6f6}
+td:first-child,th:first-child,#per-model td:nth-child(2),#per-model th:nth-child(2){text-align:left}\
+tbody tr:nth-child(even){background:#f6f6f6}
 td.best{font-weight:bold}th[aria-sort=descending]::after{content:" ▼"}th[aria-sort=ascending]::after{content:" ▲"}
 .notes{color:#555;max-width:60em}.plots{display:flex;flex-wrap:wrap;gap:1.5em}
 svg text{font:11px system-ui,sans-serif}.front{fill:#c0392b}.dominated{fill:#7f8c8d}

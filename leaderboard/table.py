@@ -36,7 +36,8 @@ def score_frame(records: list[RunRecord]) -> pd.DataFrame:
         for metric, score in rec.scores.items():
             rows.append(dict(model=rec.model, variant=rec.variant, benchmark=rec.benchmark, metric=metric,
                              seed=rec.seed, value=score.value, margin=score.margin, protocol=rec.protocol))
-    return pd.DataFrame(rows, columns=["model", "variant", "benchmark", "metric", "seed", "value", "margin", "protocol"])
+    return pd.DataFrame(rows, columns=["model", "variant", "benchmark", "metric", "seed", "value", "margin",
+                                       "protocol"])
 
 
 def headline_metrics(benchmark: str) -> tuple[str, ...]:

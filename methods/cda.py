@@ -24,7 +24,8 @@ from harness.registry import register_method
 
 # the continued pre-training settings a method may override (null = the protocol's value; see
 # harness.pretraining.PROTOCOLS); the bounds are TrainingSettings.validate's
-TRAINING_OPTIONS = {"corpus": Option(str, None, allow_none=True), "steps": Option(int, None, minimum=1, allow_none=True),
+TRAINING_OPTIONS = {"corpus": Option(str, None, allow_none=True),
+                    "steps": Option(int, None, minimum=1, allow_none=True),
                     "batch_size": Option(int, None, minimum=1, allow_none=True),
                     "grad_accumulation": Option(int, None, minimum=1, allow_none=True),
                     "seq_len": Option(int, None, minimum=1, allow_none=True),

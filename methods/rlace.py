@@ -5,9 +5,11 @@ The game: a rank-k orthogonal projection :math:`P` removes a subspace, a linear 
 
 .. math:: \\max_{P \\in \\mathcal{F}_k}\\; \\min_{\\theta}\\; \\mathcal{L}\\big(\\theta;\\, (I - P)x,\\, z\\big),
 
-relaxed to the **fantope** :math:`\\mathcal{F}_k = \\{P = P^\\top,\\ 0 \\preceq P \\preceq I,\\ \\operatorname{tr} P = k\\}`
+relaxed to the **fantope**
+:math:`\\mathcal{F}_k = \\{P = P^\\top,\\ 0 \\preceq P \\preceq I,\\ \\operatorname{tr} P = k\\}`
 (the convex hull of rank-k projections). Alternating SGD: one step of gradient *ascent* on :math:`P`
-followed by the projection onto :math:`\\mathcal{F}_k` (eigendecomposition :math:`P = U \\operatorname{diag}(\\lambda) U^\\top`,
+followed by the projection onto :math:`\\mathcal{F}_k`
+(eigendecomposition :math:`P = U \\operatorname{diag}(\\lambda) U^\\top`,
 :math:`\\lambda_i \\leftarrow \\min(1, \\max(0, \\lambda_i - \\tau))` with :math:`\\tau` found by bisection so that
 :math:`\\sum_i \\lambda_i = k`), then one step of descent on :math:`\\theta`. Every ``evaluate_every`` steps a
 fresh logistic regression is trained on the projected data; the relaxed :math:`P` with the highest probe
@@ -143,7 +145,8 @@ class RLACE(PostProcessingMethod):
     acts_on = "representations"
     options_spec = {"rank": Option(int, 1, minimum=1), "steps": Option(int, None, minimum=1, allow_none=True),
                     "evaluate_every": Option(int, None, minimum=1, allow_none=True),
-                    "n_per_class": Option(int, None, minimum=1, allow_none=True), "batch_size": Option(int, 128, minimum=1),
+                    "n_per_class": Option(int, None, minimum=1, allow_none=True),
+                    "batch_size": Option(int, 128, minimum=1),
                     "lr": Option(float, 0.005, above=0), "weight_decay": Option(float, 1e-4, minimum=0),
                     "epsilon": Option(float, 0.0015, minimum=0)}
 

@@ -6,7 +6,8 @@ likely under the prefix are suppressed: with :math:`p` the regular and :math:`p_
 distribution (the maximum over several prefixes),
 
 .. math:: \\alpha = \\max(0,\\, p_b - p), \\qquad
-          \\tilde p \\propto p \\cdot \\max\\big(e^{-\\lambda \\alpha},\\ \\epsilon\\big),\\quad \\lambda = 50,\\ \\epsilon = 0.01,
+          \\tilde p \\propto p \\cdot \\max\\big(e^{-\\lambda \\alpha},\\ \\epsilon\\big),\\quad
+          \\lambda = 50,\\ \\epsilon = 0.01,
 
 renormalised over the vocabulary (computed in log space). The prefix's tokens are inserted after a
 leading special token (``[CLS]``, a causal LM's start token), else in front, so the position scored in the

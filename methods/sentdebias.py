@@ -52,7 +52,8 @@ class SentDebias(PostProcessingMethod):
 
     version = 1
     acts_on = "representations"
-    options_spec = {"n_examples": Option(int, None, minimum=0, allow_none=True), "n_components": Option(int, 1, minimum=1)}
+    options_spec = {"n_examples": Option(int, None, minimum=0, allow_none=True),
+                    "n_components": Option(int, 1, minimum=1)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         protocol = "full" if ctx.protocol == "full" else "cpu"

@@ -26,7 +26,8 @@ def make_record(model: str, variant: str, benchmark: str, scores: dict, *, seed:
 
 
 def write(root: Path, rec: RunRecord) -> Path:
-    path = Path(root) / slug(rec.model) / slug(rec.variant) / f"{rec.benchmark}__seed{rec.seed}__{rec.config_hash[:12]}.json"
+    path = (Path(root) / slug(rec.model) / slug(rec.variant)
+            / f"{rec.benchmark}__seed{rec.seed}__{rec.config_hash[:12]}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec.to_json(), indent=1))
     return path

@@ -30,9 +30,11 @@ def test_hash_ignores_execution_settings_but_not_options():
     ({**GOOD, "modles": ["x"]}, "unknown key 'modles'; allowed keys: name, models"),
     ({"name": "t", "benchmarks": ["lm-quality"]}, "missing required key 'models'"),
     ({**GOOD, "protocol": "fast"}, "key 'protocol' must be one of 'cpu' or 'full', got 'fast'"),
-    ({**GOOD, "benchmarks": ["sat"]}, "key 'benchmarks\\[0\\]': unknown benchmark 'sat'.*allowed values: crows, glue, glue-zs, lm-quality, seat, stereoset, superglue, superglue-zs"),
+    ({**GOOD, "benchmarks": ["sat"]}, "key 'benchmarks\\[0\\]': unknown benchmark 'sat'.*allowed values: crows, glue, "
+                                      "glue-zs, lm-quality, seat, stereoset, superglue, superglue-zs"),
     ({**GOOD, "benchmarks": [{"name": "lm-quality", "options": {"n": 3}}]}, "has no option.*allowed: mask_fraction"),
-    ({**GOOD, "benchmarks": [{"name": "lm-quality", "opts": {}}]}, "unknown key 'benchmarks\\[0\\].opts'; allowed keys: name, options"),
+    ({**GOOD, "benchmarks": [{"name": "lm-quality", "opts": {}}]},
+     "unknown key 'benchmarks\\[0\\].opts'; allowed keys: name, options"),
     ({**GOOD, "variants": ["inlpx"]}, "key 'variants\\[0\\]': unknown method 'inlpx'"),
     ({**GOOD, "models": ["zoo:gpt5"]}, "key 'models\\[0\\]': unknown zoo model 'zoo:gpt5'"),
     ({**GOOD, "seeds": "zero"}, "key 'seeds'"),

@@ -51,7 +51,8 @@ def test_metrics_by_hand():
     assert metric_fn(SPECS["glue-stsb"])(np.array([1., 2, 3]), np.array([1., 2, 4]), None) == pytest.approx(r)
     # CB: acc 1/2; F1 per class 2/3, 2/3, 0 → macro 4/9; (1/2 + 4/9)/2 = 17/36
     assert cb_score(np.array([0, 1, 2, 0]), np.array([0, 1, 1, 2])) == pytest.approx(17 / 36)
-    assert metric_fn(SPECS["superglue-cb"])(np.array([0, 1, 2, 0]), np.array([0, 1, 1, 2]), None) == pytest.approx(17 / 36)
+    assert (metric_fn(SPECS["superglue-cb"])(np.array([0, 1, 2, 0]), np.array([0, 1, 1, 2]), None)
+            == pytest.approx(17 / 36))
     # MultiRC: question 0 all right, question 1 one answer wrong; F1a: tp 3, fp 1, fn 0 → 6/7; EM 1/2
     y, p, g = np.array([1, 0, 1, 0, 1]), np.array([1, 0, 1, 1, 1]), np.array([0, 0, 0, 1, 1])
     assert multirc_parts(y, p, g) == (pytest.approx(6 / 7), pytest.approx(0.5))
@@ -121,8 +122,9 @@ def test_hub_jsonl_reads_like_the_raw_files(mirror, tmp_path):
 
     rte = read_tsv(SPECS["glue-rte"], Path(mirror) / "glue" / "RTE" / "dev.tsv")
     classes = SPECS["glue-rte"].classes
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"sentence1": a, "sentence2": b, "label": int(y), "idx": i}) + "\n"
-                                                  for i, (a, b, y) in enumerate(zip(rte.first, rte.second, rte.labels))))
+    (tmp_path / "train.jsonl").write_text("".join(
+        json.dumps({"sentence1": a, "sentence2": b, "label": int(y), "idx": i}) + "\n"
+        for i, (a, b, y) in enumerate(zip(rte.first, rte.second, rte.labels))))
     shutil.copy(tmp_path / "train.jsonl", tmp_path / "validation.jsonl")
     train, evals = load_task(SPECS["glue-rte"], {"train.jsonl": tmp_path / "train.jsonl",
                                                  "validation.jsonl": tmp_path / "validation.jsonl"})
@@ -169,7 +171,8 @@ def test_pair_encoding_follows_the_tokenizer(bert_tiny, smollm2):
     assert has_pair_template(bert_tiny.tokenizer) and not has_pair_template(smollm2.tokenizer)
     batch = pair_batch(smollm2, ["a cat sat"], ["on the mat"], 128)
     tok = smollm2.tokenizer
-    expected = tok("a cat sat")["input_ids"] + [tok.eos_token_id] + tok("on the mat", add_special_tokens=False)["input_ids"]
+    expected = (tok("a cat sat")["input_ids"] + [tok.eos_token_id]
+                + tok("on the mat", add_special_tokens=False)["input_ids"])
     assert batch["input_ids"][0].tolist() == expected
     long = pair_batch(bert_tiny, ["word " * 300], ["short question"], 32)
     assert long["input_ids"].shape[1] == 32 and long["token_type_ids"][0].tolist().count(1) >= 3  # passage cut first
@@ -230,7 +233,8 @@ def test_missing_task_data_is_listed_unavailable(bert_tiny, mirror, tmp_path, mo
     result, ctx = _run(bert_tiny, "glue", tmp_path / "cache", tasks=["wnli", "rte", "mnli"])
     assert result.details["tasks"] == ["wnli"] and set(ctx.datasets) == {"glue-wnli"}
     assert set(result.details["unavailable"]) == {"rte", "mnli"}
-    assert "RTE/train.tsv" in result.details["unavailable"]["rte"] and "offline" in result.details["unavailable"]["mnli"]
+    assert "RTE/train.tsv" in result.details["unavailable"]["rte"]
+    assert "offline" in result.details["unavailable"]["mnli"]
     assert set(result.scores) == {"score", "wnli"} and result.scores["score"].value == result.scores["wnli"].value
     monkeypatch.setenv("GRADIEND_BENCH_DATA", str(tmp_path / "empty"))
     with pytest.raises(HarnessError, match="no task has data here.*rte"):
@@ -277,7 +281,8 @@ def test_bfloat16_encoder_is_a_copy_close_to_float32(bert_tiny):
     full = encode(bert_tiny, texts, None)
     half = encode(bert_tiny, texts, None, precision="bfloat16")
     release_encoder(bert_tiny)
-    assert next(bert_tiny.model.parameters()).dtype == torch.float32 and torch.equal(next(bert_tiny.model.parameters()), weight)
+    assert next(bert_tiny.model.parameters()).dtype == torch.float32
+    assert torch.equal(next(bert_tiny.model.parameters()), weight)
     assert torch.nn.functional.cosine_similarity(full, half).min() > 0.99 and not torch.equal(full, half)
     assert resolve_precision(bert_tiny, "auto") == "float32"  # small models gain nothing from bf16
 
@@ -311,7 +316,8 @@ def test_token_budget_batches_by_hand():
     assert token_budget_batches(lengths, 20, 3) == [[1, 3], [5, 2, 0], [4]]
     assert token_budget_batches(lengths, 100, 2) == [[1, 3], [5, 2], [0, 4]]
     assert token_budget_batches([], 20, 3) == []
-    assert sorted(i for b in token_budget_batches(lengths, 7, 9) for i in b) == list(range(6))  # a row over budget runs alone
+    # a row over budget runs alone
+    assert sorted(i for b in token_budget_batches(lengths, 7, 9) for i in b) == list(range(6))
 
 
 def test_batched_encoding_equals_one_row_at_a_time(bert_tiny, mirror):

@@ -44,7 +44,8 @@ def test_name_split_is_disjoint_85_5_10_per_class_and_training_uses_train_names_
     for cls in (0, 1):
         part = names[names["cls"] == cls]
         share = part["split"].value_counts(normalize=True)
-        assert abs(share["train"] - 0.85) < 0.01 and abs(share["val"] - 0.05) < 0.01 and abs(share["test"] - 0.10) < 0.01
+        assert (abs(share["train"] - 0.85) < 0.01 and abs(share["val"] - 0.05) < 0.01
+                and abs(share["test"] - 0.10) < 0.01)
     train = set(names[names["split"] == "train"]["name"])
     held = set(names[names["split"] != "train"]["name"])
     assert not train & held

@@ -34,7 +34,8 @@ def test_adapters_train_once_select_and_rewrite_a_copy(bert_tiny, mirror, tmp_pa
     assert flog[0]["notes"]["reused_cached_training"]  # one training shared by the three variants
     assert flog[0]["notes"]["selection"]["metric"] == "fpi"
     folder = notes["artefacts"]
-    for name in ("encoder_test.png", "decoder_grid.png", "convergence.png", "decoder_grid.csv", "data/templates.parquet"):
+    for name in ("encoder_test.png", "decoder_grid.png", "convergence.png", "decoder_grid.csv",
+                 "data/templates.parquet"):
         assert (tmp_path / folder.split(str(tmp_path) + "/")[1] / name).is_file()
 
 

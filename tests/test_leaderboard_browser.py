@@ -39,7 +39,8 @@ def page(tmp_path_factory):
 
 def rendered(chromium, page, fragment: str) -> str:
     proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--disable-extensions", "--disable-dev-shm-usage", "--dump-dom", f"{page.as_uri()}#{fragment}"],
+                           "--disable-extensions", "--disable-dev-shm-usage", "--dump-dom",
+                           f"{page.as_uri()}#{fragment}"],
                           capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0 and "<tbody>" in proc.stdout, proc.stderr[-2000:]
     return proc.stdout

@@ -33,7 +33,8 @@ def test_identical_records_pass(setup, capsys):
     assert f"{len(stored['scores'])} baseline score(s) checked: 0 moved or missing" in out
     entry = next(e for e in stored["scores"] if e["model"] == "m1" and e["variant"] == "a" and e["metric"] == "ss")
     assert (entry["value"], entry["low"], entry["high"]) == (55.0, 50.0, 60.0)
-    assert {"model": "m2", "variant": "c", "benchmark": "seat", "metric": "*", "status": "not_applicable"} in stored["scores"]
+    assert ({"model": "m2", "variant": "c", "benchmark": "seat", "metric": "*", "status": "not_applicable"}
+            in stored["scores"])
 
 
 def test_score_outside_ci_fails_inside_passes(setup, capsys):
@@ -45,7 +46,8 @@ def test_score_outside_ci_fails_inside_passes(setup, capsys):
     assert check(runs, baseline) == 1
     out = capsys.readouterr().out
     moved = [line.split() for line in out.splitlines() if line.startswith("m1")]
-    assert moved == [["m1", "a", "stereoset", "ss", "55.0000", "61.0000", "95%", "CI", "[50.0000,", "60.0000]", "moved"]]
+    assert moved == [["m1", "a", "stereoset", "ss", "55.0000", "61.0000", "95%", "CI", "[50.0000,", "60.0000]",
+                      "moved"]]
     assert "1 moved or missing" in out
     assert check(runs, baseline, "--tolerance", "10") == 0  # an absolute tolerance replaces the CI
     assert check(runs, baseline, "--tolerance", "5") == 1

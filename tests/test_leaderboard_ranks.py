@@ -58,7 +58,8 @@ def test_quality_average_and_signed_delta_over_shared_models(board):
 
 
 def test_configured_order_breaks_ties_only(tmp_path):
-    grid = {(m, v, "stereoset"): {"ss": ss} for m in ("m1", "m2") for v, ss in (("base", 60.0), ("x", 40.0), ("y", 55.0))}
+    grid = {(m, v, "stereoset"): {"ss": ss}
+            for m in ("m1", "m2") for v, ss in (("base", 60.0), ("x", 40.0), ("y", 55.0))}
     write_grid(tmp_path, grid)
     records = load_records(tmp_path)
     first = build(records, bias=("ss",), order=["base", "x", "y"])

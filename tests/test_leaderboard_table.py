@@ -28,6 +28,7 @@ def test_headline_metrics_and_missing_cells():
     records = [_record("m", "stereoset", 0, {"icat": (1.0,), "ss": (2.0,), "ss:race": (3.0,), "lms": (4.0,)}),
                _record("m", "seat", 0, {"effect_size_mean_abs": (0.5,)}, variant="inlp")]
     headers, rows = summary_table(records)
-    assert headers == ["model", "variant", "stereoset:ss", "stereoset:lms", "stereoset:icat", "seat:effect_size_mean_abs"]
+    assert headers == ["model", "variant", "stereoset:ss", "stereoset:lms", "stereoset:icat",
+                       "seat:effect_size_mean_abs"]
     assert rows[1] == ["m", "inlp", "–", "–", "–", "0.50"]
     assert "stereoset:ss:race" in summary_table(records, all_metrics=True)[0]

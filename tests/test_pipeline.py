@@ -29,7 +29,8 @@ def test_records_hold_provenance_and_round_trip(config):
     assert record.config["benchmark_options"]["n_sentences"] == 40
     assert len(record.config_hash) == 64 and record.protocol == "cpu"
     assert record.datasets["corpus-en"]["source"] == "mirror"
-    assert set(record.datasets["corpus-en"]["sha256"]) == {"boolq_wikipedia_passages.txt", "narrativeqa_plot_summaries.txt",
+    assert set(record.datasets["corpus-en"]["sha256"]) == {"boolq_wikipedia_passages.txt",
+                                                            "narrativeqa_plot_summaries.txt",
                                                             "quac_wikipedia_sections.txt", "xsum_bbc_news.txt"}
     assert {"torch", "transformers", "gradiend-bench"} <= set(record.environment["packages"])
     assert "commit" in record.git and record.wall_time_s > 0 and record.peak_memory_mb > 0

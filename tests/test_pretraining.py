@@ -44,7 +44,8 @@ def test_same_seed_gives_same_heldout_loss(corpus):
     losses = []
     for _ in range(2):
         lm = load_model("zoo:bert-tiny")
-        report = continue_pretraining(lm, train, heldout, TrainingSettings.from_dict({**SHORT, "steps": 6}), progress=False)
+        report = continue_pretraining(lm, train, heldout, TrainingSettings.from_dict({**SHORT, "steps": 6}),
+                                      progress=False)
         losses.append(report.final["loss"])
     assert abs(losses[0] - losses[1]) < 1e-6
 

@@ -35,7 +35,8 @@ def test_masked_queries_equal_unbatched(bert_tiny, bert_tiny_fp64):
 
 def test_causal_sequences_equal_unbatched(smollm2, smollm2_fp64):
     tok = smollm2.tokenizer
-    sequences = [tok(t, add_special_tokens=False).input_ids for t in TEXTS] + [tok("A nurse walked in.", add_special_tokens=False).input_ids]
+    sequences = ([tok(t, add_special_tokens=False).input_ids for t in TEXTS]
+                 + [tok("A nurse walked in.", add_special_tokens=False).input_ids])
     batched = causal_token_log_probs(smollm2, sequences, max_rows=2)
     assert np.array_equal(batched[1], batched[3])
     for seq, values in zip(sequences, batched):

@@ -26,12 +26,14 @@ from harness.errors import HarnessError
 
 def _cluster(i, target, domain="gender"):
     return Cluster(f"c{i}", target, domain, "They are BLANK.",
-                   {label: (f"c{i}-{label}", f"They are {label}.") for label in ("stereotype", "anti-stereotype", "unrelated")})
+                   {label: (f"c{i}-{label}", f"They are {label}.")
+                    for label in ("stereotype", "anti-stereotype", "unrelated")})
 
 
 def test_metrics_by_hand():
     clusters = [_cluster(0, "mother"), _cluster(1, "mother"), _cluster(2, "father")]
-    scores = {  # c0: stereo wins, both related; c1: tie (counts as anti), anti > unrelated only; c2: stereo wins, none related
+    # c0: stereo wins, both related; c1: tie (counts as anti), anti > unrelated only; c2: stereo wins, none related
+    scores = {
         "c0-stereotype": 0.5, "c0-anti-stereotype": 0.3, "c0-unrelated": 0.1,
         "c1-stereotype": 0.2, "c1-anti-stereotype": 0.2, "c1-unrelated": 0.2 - 1e-9,
         "c2-stereotype": 0.05, "c2-anti-stereotype": 0.01, "c2-unrelated": 0.9,

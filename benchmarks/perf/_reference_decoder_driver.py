@@ -1,7 +1,9 @@
-"""Times the reference GRADIEND's (``gradiend==0.2.3``) decoder evaluation inside its own virtualenv; imports nothing of ours.
+"""Times the reference GRADIEND's (``gradiend==0.2.3``) decoder evaluation inside its own virtualenv; \
+imports nothing of ours.
 
 Usage (called by gradiend_decoder_vs_reference.py):
-    python _reference_decoder_driver.py MODEL_DIR DATA.parquet NEUTRAL.parquet OUT.json STEPS BATCH SPLIT GRID.json THREADS
+    python _reference_decoder_driver.py MODEL_DIR DATA.parquet NEUTRAL.parquet OUT.json STEPS BATCH SPLIT \
+        GRID.json THREADS
 
 DATA.parquet holds filled examples (masked with [MASK], split, cls male/female, male/female word columns);
 NEUTRAL.parquet the LMS sentences (column ``text``); GRID.json ``{"feature_factors": [...], "alphas": [...]}``.

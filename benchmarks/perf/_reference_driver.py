@@ -15,7 +15,8 @@ import pandas as pd
 
 
 def main() -> None:
-    model_dir, data_path, out_path, steps, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    model_dir, data_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    steps, batch = int(sys.argv[4]), int(sys.argv[5])
     from gradiend import TextPredictionTrainer, TrainingArguments
 
     frame = pd.read_parquet(data_path)

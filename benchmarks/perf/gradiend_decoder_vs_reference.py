@@ -13,9 +13,9 @@ seed, ``--steps`` steps, lr 1e-5, ∇⁺W → ∇±W; quality is irrelevant here
 reference in the virtualenv built by ``benchmarks/perf/reference_venv.sh`` (``trainer.evaluate_decoder``,
 driven by ``_reference_decoder_driver.py``, ``use_cache=False``, ``plot=False``).
 
-Same grid on both sides (``--grid``, default ``cpu``): ``full`` = h* ∈ {−1, 0, 1} × α ∈ ±{1, 2, 5}·10^k ≤ 100 (32 values;
-the reference's default learning rates are the 16 positive ones, with one feature factor per class, i.e. 32
-candidates; our ``full`` protocol adds the negative half and h* = 0) = 96 candidates; ``cpu`` = {−1, 0, 1} ×
+Same grid on both sides (``--grid``, default ``cpu``): ``full`` = h* ∈ {−1, 0, 1} × α ∈ ±{1, 2, 5}·10^k ≤ 100
+(32 values; the reference's default learning rates are the 16 positive ones, with one feature factor per class, i.e.
+32 candidates; our ``full`` protocol adds the negative half and h* = 0) = 96 candidates; ``cpu`` = {−1, 0, 1} ×
 ±{0.01, 0.1, 1, 10} = 24 candidates (our ``cpu`` protocol). The reference is given the same lists
 explicitly (``feature_factors``, ``lrs``).
 
@@ -62,7 +62,8 @@ SPLITS = {"validation": ("validation",), "test": ("test",), "train": ("train",),
 def grid_values(name: str) -> dict:
     """The (feature factors, alphas) grid, as in methods/gradiend/workflow.py's protocols."""
     if name == "full":
-        alphas = sorted({s * m * 10.0 ** e for s in (-1, 1) for e in range(-3, 3) for m in (1, 2, 5) if m * 10.0 ** e <= 100})
+        alphas = sorted({s * m * 10.0 ** e for s in (-1, 1) for e in range(-3, 3) for m in (1, 2, 5)
+                         if m * 10.0 ** e <= 100})
     else:
         alphas = [-10.0, -1.0, -0.1, -0.01, 0.01, 0.1, 1.0, 10.0]
     return {"feature_factors": [-1.0, 0.0, 1.0], "alphas": alphas}
@@ -187,13 +188,14 @@ def main() -> None:
         rows.append(report("ours", json.loads(out.read_text())))
     if args.side in ("both", "reference"):
         if not REFERENCE_PY.exists():
-            raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: run benchmarks/perf/reference_venv.sh")
+            raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: "
+                             "run benchmarks/perf/reference_venv.sh")
         grid_path = work / f"grid_{args.grid}.json"
         grid_path.write_text(json.dumps(grid_values(args.grid)))
         out = work / f"reference_{args.grid}_{args.eval_split}.json"
-        run_child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_decoder_driver.py")), str(work / "model"),
-                str(work / "data.parquet"), str(work / "neutral.parquet"), str(out), str(args.steps), str(args.batch),
-                args.eval_split, str(grid_path), str(args.threads)], env)
+        run_child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_decoder_driver.py")),
+                str(work / "model"), str(work / "data.parquet"), str(work / "neutral.parquet"), str(out),
+                str(args.steps), str(args.batch), args.eval_split, str(grid_path), str(args.threads)], env)
         rows.append(report("reference", json.loads(out.read_text())))
     if len(rows) == 2:
         ours, ref = rows

@@ -164,7 +164,8 @@ def main() -> None:
         rows.append(report("ours" + (" bf16" if args.bf16 else "") + f" micro={result.get('micro_batch')}", result))
     if args.side in ("both", "reference"):
         if not REFERENCE_PY.exists():
-            raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: run benchmarks/perf/reference_venv.sh")
+            raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: "
+                             "run benchmarks/perf/reference_venv.sh")
         out = work / f"reference_b{args.batch}.json"
         run_child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_driver.py")), str(work / "model"),
                 str(work / "data.parquet"), str(out), str(args.steps), str(args.batch)], env)
@@ -172,7 +173,8 @@ def main() -> None:
     if len(rows) == 2:
         ours, ref = rows
         print(f"ratios ours/reference: steps/s {ours['steps/s'] / ref['steps/s']:.1f}x, "
-              f"examples/s {ours['examples/s'] / ref['examples/s']:.1f}x, peak memory {ours['peak MB'] / ref['peak MB']:.2f}x"
+              f"examples/s {ours['examples/s'] / ref['examples/s']:.1f}x, "
+              f"peak memory {ours['peak MB'] / ref['peak MB']:.2f}x"
               + (f", encoder evaluation {ref['encoder s'] / ours['encoder s']:.1f}x faster"
                  if ref.get("encoder s") and ours.get("encoder s") else ""))
     print(f"work folder: {work}")

@@ -16,7 +16,8 @@ from harness.data.catalog import ResolvedDataset, resolve
 HELDOUT_FRACTION = 0.05
 SPLIT_SALT = "gradiend-bench/corpus-split/v1"
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))\s+(?=[\"'(\[\u201c]?[A-Z])")
-_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Mt|Gen|Col|Lt|Sgt|Capt|Rev|Gov|Sen|Rep|No|vs|Inc|Ltd|Co)|\b[A-Z])\.$")
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Mt|Gen|Col|Lt|Sgt|Capt|Rev|Gov|Sen|Rep|No|vs|Inc|Ltd"
+                           r"|Co)|\b[A-Z])\.$")
 
 
 def load_documents(dataset: ResolvedDataset | None = None) -> list[str]:

@@ -63,5 +63,6 @@ def manifest_problems(catalog: DataCatalog) -> list[str]:
         if path not in pins:
             problems.append(f"{path}: in the mirror's MANIFEST.tsv but not in the catalog")
         elif pins[path] and pins[path] != digest:
-            problems.append(f"{path}: MANIFEST.tsv sha256 {digest[:12]}… differs from the catalog pin {pins[path][:12]}…")
+            problems.append(f"{path}: MANIFEST.tsv sha256 {digest[:12]}… "
+                            f"differs from the catalog pin {pins[path][:12]}…")
     return problems

@@ -63,7 +63,8 @@ def occupation_probe(lm: LanguageModel) -> dict[str, Any]:
     log_probs = lm.token_log_probs(batch["input_ids"], batch["attention_mask"], (rows, cols))
     result = {}
     for occupation, row in zip(PROBE_OCCUPATIONS, log_probs):
-        result[occupation] = {"p_he": round(math.exp(row[he[0]].item()), 5), "p_she": round(math.exp(row[she[0]].item()), 5),
+        result[occupation] = {"p_he": round(math.exp(row[he[0]].item()), 5),
+                              "p_she": round(math.exp(row[she[0]].item()), 5),
                               "log_odds_he_she": round((row[he[0]] - row[she[0]]).item(), 3)}
     return result
 

@@ -25,7 +25,8 @@ def _settings(folder: Path):
 
     path = folder / "settings.json"
     if not path.is_file():
-        raise HarnessError(f"{folder} has no settings.json", f"run `gradiend-bench gradiend data --dir {folder} ...` first")
+        raise HarnessError(f"{folder} has no settings.json",
+                           f"run `gradiend-bench gradiend data --dir {folder} ...` first")
     raw = json.loads(path.read_text())
     model = raw.pop("model")
     known = {f.name for f in fields(Settings)}
@@ -119,7 +120,8 @@ def cmd_rewrite(args) -> int:
     gradiend, param_map = load_trained(folder)
     out = rewrite(load_model(model_spec), param_map, gradiend.decode(chosen["h"], 0), chosen["alpha"])
     out.save_pretrained(args.out)
-    print(f"W + {chosen['alpha']:g}·dec({chosen['h']:g}) saved to {args.out} (loads with load_model or from_pretrained)")
+    print(f"W + {chosen['alpha']:g}·dec({chosen['h']:g}) saved to {args.out} "
+          "(loads with load_model or from_pretrained)")
     return 0
 
 

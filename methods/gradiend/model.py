@@ -135,7 +135,8 @@ class Gradiend:
             sidecar = json.loads(path.with_suffix(".json").read_text())
             blob = path.read_bytes()
         except (OSError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"GRADIEND checkpoint {path} is missing or unreadable ({type(exc).__name__})", fix) from None
+            raise HarnessError(f"GRADIEND checkpoint {path} is missing or unreadable ({type(exc).__name__})",
+                               fix) from None
         if hashlib.sha256(blob).hexdigest() != sidecar.get("sha256"):
             raise HarnessError(f"GRADIEND checkpoint {path} is corrupt (checksum mismatch)", fix)
         tensors = st_load(blob)

@@ -25,9 +25,11 @@ def rewrite(lm: LanguageModel, param_map: ParamMap, delta: torch.Tensor, alpha: 
     try:
         params = [named[n] for n in param_map.names]
     except KeyError as exc:
-        raise HarnessError(f"parameter {exc} of the GRADIEND is not in {lm.spec}", "use the model it was trained on") from None
+        raise HarnessError(f"parameter {exc} of the GRADIEND is not in {lm.spec}",
+                           "use the model it was trained on") from None
     if [tuple(p.shape) for p in params] != [tuple(s) for s in param_map.shapes]:
-        raise HarnessError(f"parameter shapes of {lm.spec} differ from the GRADIEND's", "use the model it was trained on")
+        raise HarnessError(f"parameter shapes of {lm.spec} differ from the GRADIEND's",
+                           "use the model it was trained on")
     if alpha == 0:
         return out
     with torch.no_grad():

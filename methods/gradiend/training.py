@@ -135,7 +135,8 @@ def train(engine: GradientEngine, data: GradiendData, config: TrainConfig,
             report.mean_first, report.mean_second = -report.mean_first, -report.mean_second
         report.converged = bool(abs(report.best_correlation) >= config.threshold
                                 and report.mean_first * report.mean_second < 0)
-    ranked = sorted(range(len(reports)), key=lambda r: (reports[r].converged, abs(reports[r].best_correlation)
-                                                       if reports[r].best_correlation == reports[r].best_correlation else -1))
+    ranked = sorted(range(len(reports)),
+                    key=lambda r: (reports[r].converged, abs(reports[r].best_correlation)
+                                   if reports[r].best_correlation == reports[r].best_correlation else -1))
     return TrainResult(model, reports, ranked[-1], history,
                        {"gradients": round(t_grad, 3), "fit": round(t_fit, 3), "evaluation": round(t_eval, 3)})

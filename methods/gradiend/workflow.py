@@ -99,7 +99,8 @@ def filter_templates(lm: LanguageModel, data: GradiendData, n_names: int, seed: 
         for lo in bar(range(0, len(texts), batch_size), progress, "filtering templates"):
             b = make_batch(engine_lm, texts[lo:lo + batch_size], fact[lo:lo + batch_size], counter[lo:lo + batch_size])
             logits = engine_lm.logits(b.input_ids, b.attention_mask, (b.rows, b.cols))
-            correct[lo:lo + batch_size] = (logits.gather(1, b.factual[:, None]) > logits.gather(1, b.counterfactual[:, None])).squeeze(1).cpu()
+            correct[lo:lo + batch_size] = (logits.gather(1, b.factual[:, None])
+                                           > logits.gather(1, b.counterfactual[:, None])).squeeze(1).cpu()
     owner_t = torch.tensor(owner)
     share = torch.zeros(len(data.templates)).index_add_(0, owner_t, correct.float()) / (2 * n_names)
     data.templates["base_correct"] = share.numpy()
@@ -224,7 +225,8 @@ def step_encoder(engine: GradientEngine, settings: Settings, data: GradiendData,
     values = settings.protocol_values()
     test = class_examples(data, "test", settings.seed)
     neutral = neutral_examples(data.neutral, settings.seed, values["neutral_eval"])
-    examples = type(test)(*(getattr(test, f) + getattr(neutral, f) for f in ("texts", "factual", "counterfactual", "labels")))
+    examples = type(test)(*(getattr(test, f) + getattr(neutral, f)
+                            for f in ("texts", "factual", "counterfactual", "labels")))
     h = EncoderProbe(engine, examples).encode(model, 0, progress)
     labels = torch.tensor(examples.labels)
     encoder = {"split": "test", "protocol": settings.protocol, **encoder_metrics(h, labels)}
@@ -255,7 +257,8 @@ def load_trained(folder: Path) -> tuple[Gradiend, ParamMap]:
     model, extra = Gradiend.load(folder / "gradiend.safetensors")
     pm = model.meta["param_map"]
     index = extra.get("index")
-    param_map = ParamMap(pm["names"], [tuple(s) for s in pm["shapes"]], index if index is not None and index.numel() else None)
+    param_map = ParamMap(pm["names"], [tuple(s) for s in pm["shapes"]],
+                         index if index is not None and index.numel() else None)
     if param_map.dim != model.dim:
         raise HarnessError(f"GRADIEND checkpoint {folder / 'gradiend.safetensors'} does not match its parameter map",
                            f"delete {folder} and run again")
@@ -269,7 +272,8 @@ def load_artefacts(folder: Path) -> Artefacts:
         summary = json.loads((folder / "done.json").read_text())
         selection = json.loads((folder / "selection.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"GRADIEND artefacts in {folder} are incomplete or corrupt ({type(exc).__name__})", fix) from None
+        raise HarnessError(f"GRADIEND artefacts in {folder} are incomplete or corrupt ({type(exc).__name__})",
+                           fix) from None
     model, param_map = load_trained(folder)
     return Artefacts(folder, param_map, model, selection, summary)
 
