@@ -16,9 +16,7 @@ during encoding (nothing cached, since a hook's identity is not known).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +24,7 @@ import torch
 
 from harness.cache_entry import cached_file
 from harness.hooks import linear_hooks
+from harness.keys import stable_digest
 from harness.models.interface import LanguageModel
 from harness.progress import progress as progress_bar
 from harness.variants import weights_identity
@@ -177,10 +176,9 @@ def encode(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None]
 
 def cache_key(lm: LanguageModel, first: Sequence[str], second: Sequence[str | None] | None, *,
               max_length: int, precision: str, compiled: bool = False) -> str:
-    digest = hashlib.sha256(json.dumps({"weights": weights_identity(lm), "max_length": max_length,
-                                        "precision": precision, **({"compiled": True} if compiled else {}),
-                                        "encoder": ENCODER_VERSION,
-                                        "pooling": "mean", "n": len(first)}, sort_keys=True).encode())
+    digest = stable_digest({"weights": weights_identity(lm), "max_length": max_length,
+                            "precision": precision, **({"compiled": True} if compiled else {}),
+                            "encoder": ENCODER_VERSION, "pooling": "mean", "n": len(first)})
     for i, text in enumerate(first):
         digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
         other = None if second is None else second[i]

@@ -99,6 +99,12 @@ class RunContext:
         self.datasets[name] = resolved
         return resolved
 
+    @property
+    def method_protocol(self) -> str:
+        """Which of a method's ``PROTOCOL_SETTINGS`` rows applies: ``"full"`` under the full protocol, else
+        ``"cpu"`` (also for protocols only some benchmarks define, e.g. GLUE's ``probe``)."""
+        return "full" if self.protocol == "full" else "cpu"
+
 
 @dataclass
 class BenchmarkResult:

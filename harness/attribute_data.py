@@ -171,13 +171,12 @@ def counterfactual_sets(bias_type: str, n: int | None, seed: int = 0, *, split: 
 def _features_key(lm, texts: Sequence[str], max_length: int | None) -> str | None:
     """Hash of what determines the pooled features: weights (spec, checksums, lineage), the hidden hooks
     (affine ones by value; any other hook disables caching) and the texts. None = do not cache."""
-    import hashlib
-
     from harness.hooks import AffineHook
+    from harness.keys import stable_digest
     from harness.variants import model_identity
 
-    digest = hashlib.sha256(json.dumps({"model": model_identity(lm), "lineage": lm.origin.get("lineage", []),
-                                        "max_length": max_length}, sort_keys=True, default=str).encode())
+    digest = stable_digest({"model": model_identity(lm), "lineage": lm.origin.get("lineage", []),
+                            "max_length": max_length})
     for hook in lm.hooks:
         if not isinstance(hook, AffineHook):
             return None

@@ -14,7 +14,6 @@ Validation errors name the bad key and the allowed values, in one line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness import RECORD_SCHEMA_VERSION
 from harness.errors import HarnessError
+from harness.keys import stable_key
 
 PROTOCOLS = ("cpu", "full")
 BIAS_TYPES = ("gender", "race", "religion")
@@ -116,8 +116,8 @@ class RunSpec:
 
 
 def config_hash(obj: Any) -> str:
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """Full sha256 of the canonical JSON: names a run's record file, so it must never change value."""
+    return stable_key(obj)
 
 
 def _format_location(loc: tuple) -> str:

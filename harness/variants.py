@@ -6,13 +6,12 @@ the CDA model. Weight-changing steps must come before post-processing ones.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.keys import stable_key
 
 BASE = "base"
 
@@ -61,7 +60,7 @@ def step_cache_key(lm, step: VariantStep, method_version: int, ctx) -> str:
     payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "method": step.name,
                "version": method_version, "options": step.options, "seed": ctx.seed, "protocol": ctx.protocol,
                "bias_type": ctx.bias_type}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return stable_key(payload, 16)
 
 
 def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str, Any]]]:
@@ -97,7 +96,7 @@ def weights_identity(lm) -> str:
     key feature caches on it, so post-processing variants of one model share the plain model's features."""
     payload = {"model": model_identity(lm),
                "weights": [e["key"] for e in lm.origin.get("lineage", []) if e.get("acts_on") == "weights"]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return stable_key(payload, 16)
 
 
 def representation_blocked(steps_log: list[dict[str, Any]]) -> str | None:

@@ -128,9 +128,9 @@ class INLP(PostProcessingMethod):
                     "C": Option(float, 1.0, above=0), "stop_at_majority": Option(bool, None, allow_none=True)}
 
     def settings(self, lm: LanguageModel, ctx: RunContext) -> dict[str, Any]:
-        base = PROTOCOL_SETTINGS["full" if ctx.protocol == "full" else "cpu"]
+        base = PROTOCOL_SETTINGS[ctx.method_protocol]
         iterations = self.options["iterations"] or base[f"iterations_{lm.kind}"]
-        return {"protocol": "full" if ctx.protocol == "full" else "cpu",
+        return {"protocol": ctx.method_protocol,
                 "n_per_class": int(self.options["n_per_class"] or base["n_per_class"]),
                 "iterations": int(iterations), "C": float(self.options["C"]),
                 "stop_at_majority": bool(base["stop_at_majority"] if self.options["stop_at_majority"] is None

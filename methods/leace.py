@@ -65,7 +65,7 @@ class LEACE(PostProcessingMethod):
                     "constrain_cov_trace": Option(bool, True)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        protocol = "full" if ctx.protocol == "full" else "cpu"
+        protocol = ctx.method_protocol
         return {"protocol": protocol,
                 "n_per_class": int(self.options["n_per_class"] or PROTOCOL_SETTINGS[protocol]["n_per_class"]),
                 "affine": bool(self.options["affine"]),

@@ -151,7 +151,7 @@ class RLACE(PostProcessingMethod):
                     "epsilon": Option(float, 0.0015, minimum=0)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        protocol = "full" if ctx.protocol == "full" else "cpu"
+        protocol = ctx.method_protocol
         base = PROTOCOL_SETTINGS[protocol]
         resolved = {k: (base[k] if v is None and k in base else v) for k, v in self.options.items()}
         return {"protocol": protocol, **resolved}

@@ -56,7 +56,7 @@ class SentDebias(PostProcessingMethod):
                     "n_components": Option(int, 1, minimum=1)}
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        protocol = "full" if ctx.protocol == "full" else "cpu"
+        protocol = ctx.method_protocol
         n = self.options["n_examples"]
         n = PROTOCOL_SETTINGS[protocol]["n_examples"] if n is None else (None if n == 0 else int(n))
         return {"protocol": protocol, "n_examples": n, "n_components": int(self.options["n_components"])}

@@ -8,7 +8,6 @@ selected update W + α·dec(h*) and records the selection in ``ctx.step_cache``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import ClassVar
 
 from harness.api import RunContext, WeightChangingMethod
 from harness.cache_entry import write_file
+from harness.keys import stable_key
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
@@ -33,7 +33,7 @@ VERSION = 1
 def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
     payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "settings": settings.__dict__,
                "version": VERSION}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = stable_key(payload, 16)
     root = Path(ctx.cache_dir) if ctx.cache_dir else Path(tempfile.gettempdir()) / "gradiend-bench-cache"
     return root / "methods" / "gradiend-shared" / key
 
@@ -57,10 +57,9 @@ class _Gradiend(WeightChangingMethod):
         "source": Option(str, "factual", choices=SOURCES), "target": Option(str, "diff", choices=SOURCES)}
 
     def settings(self, ctx: RunContext) -> Settings:
-        protocol = ctx.protocol if ctx.protocol in ("cpu", "full") else "cpu"
         opts = {k: self.options[k] for k in TRAINING_OPTIONS}
         opts["seeds"], opts["pair"] = tuple(opts["seeds"]), tuple(opts["pair"])
-        return Settings(bias_type=ctx.bias_type, protocol=protocol, seed=ctx.seed, **opts)
+        return Settings(bias_type=ctx.bias_type, protocol=ctx.method_protocol, seed=ctx.seed, **opts)
 
     def apply(self, lm: LanguageModel, ctx: RunContext) -> LanguageModel:
         settings = self.settings(ctx)
