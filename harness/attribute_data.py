@@ -280,7 +280,7 @@ def cached_hook(step_cache: Path | None, fit: Callable[[], tuple[Any, dict[str, 
     def load(folder: Path) -> tuple[Any, dict[str, Any]]:
         if fitted:
             return fitted["hook"], fitted["notes"]
-        return AffineHook.load(folder), json.loads((folder / "notes.json").read_text())
+        return AffineHook.read(folder), json.loads((folder / "notes.json").read_text())  # verified by cached_folder
 
     (hook, notes), hit = cached_folder(Path(step_cache), build, load)
     return hook, {**notes, "cache_hit": hit}

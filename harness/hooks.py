@@ -85,23 +85,27 @@ class AffineHook:
             seal(tmp)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "AffineHook":
-        """The hook saved in ``directory``, after checking every byte against its manifest."""
+    def read(cls, folder: str | Path) -> "AffineHook":
+        """The hook in ``folder`` without checking its manifest (the caller already verified the folder)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from harness.cache_entry import problem
-
-        path = Path(directory) / "hook.safetensors"
-        fix = f"delete {Path(directory)} to refit"
-        found = problem(directory) if path.is_file() else None
-        if found:
-            raise HarnessError(found, fix)
+        path = Path(folder) / "hook.safetensors"
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise HarnessError(f"cannot read hook file {path} ({exc})", fix) from None
+            raise HarnessError(f"cannot read hook file {path} ({exc})", f"delete {Path(folder)} to refit") from None
         return cls(tensors["matrix"], tensors.get("bias"))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "AffineHook":
+        """The hook saved in ``directory``, after checking every byte against its manifest."""
+        from harness.cache_entry import problem
+
+        found = problem(directory) if (Path(directory) / "hook.safetensors").is_file() else None
+        if found:
+            raise HarnessError(found, f"delete {Path(directory)} to refit")
+        return cls.read(directory)
 
 
 def linear_hooks(hooks: list) -> AffineHook | None:
