@@ -8,14 +8,13 @@ selected update W + α·dec(h*) and records the selection in ``ctx.step_cache``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import ClassVar
 
 from harness.api import RunContext, WeightChangingMethod
-from harness.cache_entry import write_file
+from harness.atomic import write_json_atomic
 from harness.keys import stable_key
 from harness.models.interface import LanguageModel
 from harness.options import Option
@@ -77,8 +76,8 @@ class _Gradiend(WeightChangingMethod):
                       "encoder_test": summary.get("encoder"), "selection": chosen,
                       "seconds": {**summary.get("seconds", {}), "apply": round(time.perf_counter() - started, 2)}}
         if ctx.step_cache is not None:
-            selection = json.dumps({"artefacts": str(folder), "selection": chosen}, indent=2, sort_keys=True)
-            write_file(Path(ctx.step_cache) / "selection.json", selection.encode())  # with its sha256 sidecar
+            # a note for people (nothing reads it back, so it needs no checksum)
+            write_json_atomic(Path(ctx.step_cache) / "selection.json", {"artefacts": str(folder), "selection": chosen})
         return out
 
 
