@@ -1,7 +1,9 @@
 """Render a :class:`~leaderboard.ranking.Leaderboard` as Markdown, CSV, LaTeX (booktabs) or plain text.
 
 Every renderer is a pure function of the leaderboard: no timestamps, fixed float formatting, so identical
-records give byte-identical files.
+records give byte-identical files. A cell built on a GRADIEND that did not converge carries
+:data:`~leaderboard.flags.MARK` (in LaTeX a superscript dagger), and then, and only then, the table gets the
+footnote; the CSV keeps its numbers and lists such cells' column names in its last column, ``unconverged``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import csv
 import io
 from dataclasses import dataclass
 
+from leaderboard.flags import FOOTNOTE, FOOTNOTE_LATEX, MARK
 from leaderboard.ranking import NA, Leaderboard, Row
 
 DASH = "–"  # not applicable (the paper's dash)
@@ -34,6 +37,11 @@ def columns(board: Leaderboard) -> list[Column]:
     return cols
 
 
+def column_id(col: Column) -> str:
+    """The CSV column name, HTML sort key and :attr:`Row.unconverged` id of a displayed column."""
+    return f"{col.key}_delta" if col.kind == "delta" else col.key
+
+
 def value(row: Row, col: Column) -> float | bool | str | None:
     """The raw cell: a number, a flag, ``NA`` or ``None`` (not run)."""
     if col.kind == "flag":
@@ -49,6 +57,20 @@ def value(row: Row, col: Column) -> float | bool | str | None:
     if raw == NA or row.variant == "base":
         return NA
     return row.delta[col.key]
+
+
+def marked(row: Row, col: Column) -> bool:
+    """Whether the cell shows a number built on an unconverged GRADIEND (flags and dashes are never marked)."""
+    return column_id(col) in row.unconverged and isinstance(value(row, col), float)
+
+
+def any_marked(board: Leaderboard) -> bool:
+    """Whether some cell of the leaderboard table is marked (then, and only then, it gets the footnote)."""
+    return any(marked(r, c) for r in board.rows for c in columns(board))
+
+
+def footnote() -> str:
+    return f"{MARK} {FOOTNOTE}."
 
 
 def fmt_number(x: float, digits: int = 2, signed: bool = False, minus: str = MINUS) -> str:
@@ -106,14 +128,18 @@ def notes(board: Leaderboard) -> str:
 def to_rows(board: Leaderboard, arrows: bool = True) -> tuple[list[str], list[list[str]]]:
     cols = columns(board)
     headers = ["Variant", *(c.label for c in cols)]
-    return headers, [[r.name, *(cell_text(value(r, c), c, arrows) for c in cols)] for r in board.rows]
+    return headers, [[r.name, *(cell_text(value(r, c), c, arrows) + (f" {MARK}" if marked(r, c) else "")
+                                for c in cols)] for r in board.rows]
 
 
-def to_markdown(board: Leaderboard, per_model: str | None = None) -> str:
+def to_markdown(board: Leaderboard, per_model: str | None = None, per_model_marked: bool = False) -> str:
+    """``per_model_marked``: the per-model table carries the mark (it may cover metrics the board does not)."""
     from tabulate import tabulate
 
     headers, rows = to_rows(board)
     text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n\n" + notes(board) + "\n"
+    if any_marked(board) or (per_model and per_model_marked):
+        text += "\n" + footnote() + "\n"
     if per_model:
         text += "\n### Scores per model\n\n" + per_model + "\n"
     return text
@@ -123,17 +149,18 @@ def to_text(board: Leaderboard) -> str:
     from tabulate import tabulate
 
     headers, rows = to_rows(board)
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+    text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+    return text + ("\n" + footnote() + "\n" if any_marked(board) else "")
 
 
 CSV_NA = "NA"  # pandas reads it as missing; an empty field means "not run"
 
 
 def to_csv(board: Leaderboard) -> str:
-    """Machine-readable: full-precision numbers (6 decimals), flags as 1/0, ``NA`` = not applicable."""
+    """Machine-readable: full-precision numbers (6 decimals), flags as 1/0, ``NA`` = not applicable; ``unconverged``:
+    the row's column names (``;``-separated, in column order) whose numbers are built on an unconverged GRADIEND."""
     cols = columns(board)
-    names = ["variant", "name"] + [c.key if c.kind in ("flag", "mean", "rank", "raw") else f"{c.key}_delta"
-                                   for c in cols] + ["models"]
+    names = ["variant", "name"] + [column_id(c) for c in cols] + ["models", "unconverged"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
@@ -144,6 +171,7 @@ def to_csv(board: Leaderboard) -> str:
             out.append(CSV_NA if v == NA else "" if v is None else str(int(v)) if isinstance(v, bool)
                        else f"{v:.6f}")
         out.append(len({m for ms in r.models.values() for m in ms}))
+        out.append(";".join(column_id(c) for c in cols if marked(r, c)))
         writer.writerow(out)
     return buf.getvalue()
 
@@ -190,7 +218,14 @@ def to_latex(board: Leaderboard) -> str:
                 text = fmt_number(v, signed=c.kind == "delta", minus="$-$")
                 if r.variant in best[c]:
                     text = rf"\textbf{{{text}}}"
+                if marked(r, c):
+                    text += r"$^\dagger$"
             cells.append(text)
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines.append(r"\bottomrule")
+    if any_marked(board):  # footnote rows inside the tabular, so that \resizebox{...}{\input{...}} keeps it
+        first, second = FOOTNOTE_LATEX  # two lines: one would make the table wider than its columns
+        lines += [rf"\multicolumn{{{1 + len(cols)}}}{{l}}{{\footnotesize {part}}} \\"
+                  for part in (rf"$^\dagger$ {first}", f"{second}.")]
+    lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"

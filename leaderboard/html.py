@@ -3,14 +3,16 @@
 No external resources (inline CSS, JS and SVG). Clicking a header sorts by it (numbers: descending first,
 names: ascending first, case-insensitive; a second click reverses; empty cells stay last). ``page.html#sort=KEY`` or
 ``#sort=KEY-asc`` clicks the header on load, which makes sorted views linkable (and lets a headless
-browser test the sort).
+browser test the sort). A cell built on a GRADIEND that did not converge gets a ``<sup>`` dagger whose title is
+the footnote, which then follows the notes.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from leaderboard.export import cell_text, columns, notes, value
+from leaderboard.export import any_marked, cell_text, column_id, columns, footnote, marked, notes, value
+from leaderboard.flags import FOOTNOTE, MARK
 from leaderboard.ranking import NA, Leaderboard, label_slots, pareto_front
 
 CSS = """
@@ -20,7 +22,7 @@ th{border-bottom:2px solid #444}#board th{cursor:pointer;user-select:none}#board
 td:first-child,th:first-child,#per-model td:nth-child(2),#per-model th:nth-child(2){text-align:left}\
 tbody tr:nth-child(even){background:#f6f6f6}
 td.best{font-weight:bold}th[aria-sort=descending]::after{content:" ▼"}th[aria-sort=ascending]::after{content:" ▲"}
-.notes{color:#555;max-width:60em}.plots{display:flex;flex-wrap:wrap;gap:1.5em}
+.notes{color:#555;max-width:60em}sup.unconverged{color:#c0392b;cursor:help}.plots{display:flex;flex-wrap:wrap;gap:1.5em}
 svg text{font:11px system-ui,sans-serif}.front{fill:#c0392b}.dominated{fill:#7f8c8d}
 """
 
@@ -55,6 +57,9 @@ JS = """
 
 def _num(x: float) -> str:
     return f"{x:.6f}"
+
+
+SUP = f'<sup class="unconverged" title="{escape(FOOTNOTE)}">{MARK}</sup>'
 
 
 def scatter_svg(board: Leaderboard, model: str, width: int = 460, height: int = 320) -> str:
@@ -122,11 +127,13 @@ def per_model_table(board: Leaderboard) -> str:
             for c in board.bias_columns:
                 cell = board.scores.get((model, r.variant, c.key))
                 rank = board.per_model_ranks.get((model, c.key), {}).get(r.variant)
-                cells.append(f"<td>{'' if cell is None else f'{cell.value:.2f}'}</td>"
-                             f"<td>{'' if rank is None else f'{rank:.2f}'}</td>")
+                sup = SUP if (model, r.variant, c.key) in board.unconverged_scores else ""
+                cells.append(f"<td>{'' if cell is None else f'{cell.value:.2f}{sup}'}</td>"
+                             f"<td>{'' if rank is None else f'{rank:.2f}{sup}'}</td>")
             for c in board.quality_columns:
                 cell = board.scores.get((model, r.variant, c.key))
-                cells.append(f"<td>{'' if cell is None else f'{cell.value * c.scale:.2f}'}</td>")
+                sup = SUP if (model, r.variant, c.key) in board.unconverged_scores else ""
+                cells.append(f"<td>{'' if cell is None else f'{cell.value * c.scale:.2f}{sup}'}</td>")
             if any((model, r.variant, c.key) in board.scores for c in [*board.bias_columns, *board.quality_columns]):
                 lines.append(f"<tr><td>{escape(model)}</td><td>{escape(r.name)}</td>{''.join(cells)}</tr>")
     lines.append("</tbody></table>")
@@ -140,7 +147,7 @@ def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> st
     best = {c: best_rows(board, c) for c in cols}
     head = ['<th id="col-variant" data-type="text" scope="col">Variant</th>']
     for c in cols:
-        key = c.key if c.kind != "delta" else f"{c.key}_delta"
+        key = column_id(c)
         dtype = "text" if c.kind == "flag" else "num"
         head.append(f'<th id="col-{key}" data-type="{dtype}" scope="col">{escape(c.label)}</th>')
     body = []
@@ -150,7 +157,8 @@ def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> st
             v = value(r, c)
             sort_key = "" if v is None or v == NA else (("1" if v else "0") if c.kind == "flag" else _num(v))
             cls = ' class="best"' if r.variant in best[c] else ""
-            tds.append(f'<td data-v="{sort_key}"{cls}>{escape(cell_text(v, c))}</td>')
+            sup = SUP if marked(r, c) else ""
+            tds.append(f'<td data-v="{sort_key}"{cls}>{escape(cell_text(v, c))}{sup}</td>')
         body.append(f'<tr data-variant="{escape(r.variant)}">' + "".join(tds) + "</tr>")
     plots = [svg for m in board.models if (svg := scatter_svg(board, m))]
     return "\n".join([
@@ -161,6 +169,8 @@ def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> st
         '<table id="board"><thead><tr>' + "".join(head) + "</tr></thead><tbody>",
         *body, "</tbody></table>",
         f'<p class="notes">{escape(notes(board)).replace("`", "")} Click a column header to sort.</p>',
+        *([f'<p class="notes" id="unconverged">{escape(footnote())}</p>']
+          if any_marked(board) or board.unconverged_scores else []),
         "<h2>Bias against language modelling, per model</h2>",
         '<p class="notes">Red points lie on the Pareto front: no other variant is both less biased and better '
         "at language modelling.</p>",

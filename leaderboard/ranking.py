@@ -17,6 +17,11 @@ variant has it, and Δ = mean_m (score_{v,m} − score_{base,m}) over the models
 averages can cover different model sets, so Δ is *not* always the difference of the shown averages.
 
 Scores of several seeds are averaged per (model, variant, metric) before anything else.
+
+A cell is *unconverged* (footnoted by every export) when a record of its own variant that entered it is built on
+a GRADIEND that did not converge (:func:`leaderboard.flags.unconverged`); Mean inherits the mark from its bias
+columns, (Δ) from the variant's records on the models it covers. Other variants' ranks are not marked, although
+the unconverged score takes part in ranking them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Iterable, Sequence
 
 from harness.records import STATUS_NOT_APPLICABLE, RunRecord
 from harness.variants import BASE
+from leaderboard.flags import unconverged
 
 NA = "na"  # the metric does not apply to this variant (record status "not_applicable")
 
@@ -148,6 +154,8 @@ class Row:
     quality: dict[str, float | str | None]  # column key → averaged raw score (scaled), NA or None
     delta: dict[str, float | None]  # column key → signed mean difference from base over shared models
     models: dict[str, list[str]] = field(default_factory=dict)  # column key → models that entered the value
+    # ids of the columns built on an unconverged GRADIEND: bias/quality keys, "<key>_delta", "mean"
+    unconverged: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -163,6 +171,8 @@ class Leaderboard:
     # (model, variant, column key) → seed-averaged cell of every bias and quality column (quality unscaled)
     scores: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
     protocols: dict[str, list[str]] = field(default_factory=dict)  # recorded protocol → benchmarks
+    # (model, variant, column key) of the ``scores`` built on an unconverged GRADIEND
+    unconverged_scores: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 def variant_order(variants: Iterable[str], configured: Sequence[str] | None = None) -> list[str]:
@@ -211,6 +221,8 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
     cells = aggregate(records)
     bias_cols = [BIAS_COLUMNS[k] for k in bias]
     quality_cols = [QUALITY_COLUMNS[k] for k in quality]
+    flagged = {(r.model, r.variant, r.benchmark) for r in records if r.status != STATUS_NOT_APPLICABLE
+               and unconverged(r)}
 
     per_model: dict[tuple[str, str], dict[str, float]] = {}
     for col in bias_cols:
@@ -227,8 +239,12 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
             states = [lookup(cells, m, variant, col.benchmark, col.metric) for m in model_list]
             row.bias[col.key] = mean(r for _, r in ranked) if ranked else (NA if NA in states else None)
             row.models[col.key] = [m for m, _ in ranked]
+            if any((m, variant, col.benchmark) in flagged for m, _ in ranked):
+                row.unconverged.add(col.key)
         ranks = [v for v in row.bias.values() if isinstance(v, float)]
         row.mean = mean(ranks) if ranks else None
+        if row.unconverged:
+            row.unconverged.add("mean")
         for col in quality_cols:
             own = {m: c.value * col.scale for m in model_list
                    if isinstance(c := lookup(cells, m, variant, col.benchmark, col.metric), Cell)}
@@ -238,6 +254,10 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
             base = {m: c.value * col.scale for m in own
                     if isinstance(c := lookup(cells, m, BASE, col.benchmark, col.metric), Cell)}
             row.delta[col.key] = mean(own[m] - base[m] for m in base) if base and variant != BASE else None
+            if any((m, variant, col.benchmark) in flagged for m in own):
+                row.unconverged.add(col.key)
+            if row.delta[col.key] is not None and any((m, variant, col.benchmark) in flagged for m in base):
+                row.unconverged.add(f"{col.key}_delta")
         rows.append(row)
     rows.sort(key=lambda r: -r.mean if r.mean is not None else float("inf"))  # stable
     seeds = {}
@@ -246,12 +266,14 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
             seeds[variant] = max(seeds.get(variant, 0), cell.seeds)
     scores = {(m, v, col.key): c for col in [*bias_cols, *quality_cols] for m in model_list for v in variants
               if isinstance(c := lookup(cells, m, v, col.benchmark, col.metric), Cell)}
+    marked = {(m, v, col.key) for col in [*bias_cols, *quality_cols] for m in model_list for v in variants
+              if (m, v, col.key) in scores and (m, v, col.benchmark) in flagged}
     protocols: dict[str, set[str]] = defaultdict(set)
     for rec in records:
         if rec.status != STATUS_NOT_APPLICABLE:  # a skipped run's protocol is only the configured one
             protocols[rec.protocol].add(rec.benchmark)
     return Leaderboard(bias_cols, quality_cols, rows, model_list, bias_type, per_model, seeds, scores,
-                       {p: sorted(b) for p, b in sorted(protocols.items())})
+                       {p: sorted(b) for p, b in sorted(protocols.items())}, marked)
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:

@@ -1,6 +1,7 @@
 """Score tables from run records: one row per (model, variant), one column per benchmark metric.
 
-Scores are averaged over seeds; a metric with a confidence interval is shown as ``value ± margin``.
+Scores are averaged over seeds; a metric with a confidence interval is shown as ``value ± margin``, followed by
+:data:`~leaderboard.flags.MARK` when a record that entered it is built on a GRADIEND that did not converge.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from statistics import mean
 import pandas as pd
 
 from harness.records import STATUS_NOT_APPLICABLE, RunRecord, load_records
+from leaderboard.flags import MARK, unconverged
 
 NOT_APPLICABLE = "–"
 
@@ -27,17 +29,20 @@ def latest_records(records: list[RunRecord]) -> list[RunRecord]:
 
 
 def score_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """Long format: model, variant, benchmark, metric, seed, value, margin, protocol."""
+    """Long format: model, variant, benchmark, metric, seed, value, margin, protocol, unconverged (the record is
+    built on a GRADIEND that did not converge)."""
     rows = []
     for rec in records:
+        flag = unconverged(rec)
         if rec.status == STATUS_NOT_APPLICABLE:
             rows.append(dict(model=rec.model, variant=rec.variant, benchmark=rec.benchmark, metric=None,
-                             seed=rec.seed, value=None, margin=None, protocol=rec.protocol))
+                             seed=rec.seed, value=None, margin=None, protocol=rec.protocol, unconverged=flag))
         for metric, score in rec.scores.items():
             rows.append(dict(model=rec.model, variant=rec.variant, benchmark=rec.benchmark, metric=metric,
-                             seed=rec.seed, value=score.value, margin=score.margin, protocol=rec.protocol))
+                             seed=rec.seed, value=score.value, margin=score.margin, protocol=rec.protocol,
+                             unconverged=flag))
     return pd.DataFrame(rows, columns=["model", "variant", "benchmark", "metric", "seed", "value", "margin",
-                                       "protocol"])
+                                       "protocol", "unconverged"])
 
 
 def headline_metrics(benchmark: str) -> tuple[str, ...]:
@@ -56,9 +61,11 @@ def summary_table(records: list[RunRecord], digits: int = 2,
     """Headers and rows of the seed-averaged table, in first-seen model/variant order."""
     cells: dict[tuple[str, str], dict[str, list[tuple[float, float | None]]]] = defaultdict(lambda: defaultdict(list))
     columns: dict[str, None] = {}
+    flagged: set[tuple[str, str, str]] = set()  # (model, variant, column) built on an unconverged GRADIEND
     for rec in records:
         key = (rec.model, rec.variant)
         cells[key]  # keep the row even when nothing applies
+        flag = unconverged(rec)
         shown = () if all_metrics else headline_metrics(rec.benchmark)
         for metric, score in rec.scores.items():
             if shown and metric not in shown:
@@ -66,6 +73,8 @@ def summary_table(records: list[RunRecord], digits: int = 2,
             column = f"{rec.benchmark}:{metric}"
             columns.setdefault(column, None)
             cells[key][column].append((score.value, score.margin))
+            if flag:
+                flagged.add((*key, column))
     bench_order = list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
 
     def position(column: str) -> tuple[int, int, str]:
@@ -85,7 +94,8 @@ def summary_table(records: list[RunRecord], digits: int = 2,
                 continue
             value = mean(v for v, _ in values)
             margins = [m for _, m in values if m is not None]
-            row.append(f"{value:.{digits}f}" + (f" ± {mean(margins):.{digits}f}" if margins else ""))
+            row.append(f"{value:.{digits}f}" + (f" ± {mean(margins):.{digits}f}" if margins else "")
+                       + (f" {MARK}" if (model, variant, column) in flagged else ""))
         rows.append(row)
     return headers, rows
 
@@ -137,11 +147,12 @@ def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = F
                                              variants.index(r.variant)))  # stable: benchmarks keep file order
     headers, rows = summary_table(records, all_metrics=all_metrics)
     per_model = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    per_model_marked = any(cell.endswith(f" {MARK}") for row in rows for cell in row[2:])
     if fmt == "scores":
-        return per_model + "\n"
+        return per_model + "\n" + ("\n" + export.footnote() + "\n" if per_model_marked else "")
     board = build(records, bias=bias or DEFAULT_BIAS, order=order, models=models, bias_type=bias_type)
     if fmt == "markdown":
-        return export.to_markdown(board, per_model)
+        return export.to_markdown(board, per_model, per_model_marked)
     if fmt == "csv":
         return export.to_csv(board)
     if fmt == "latex":

@@ -140,9 +140,9 @@ def test_protocol_filter_picks_records_before_the_newest_per_cell(tmp_path, caps
     new.protocol, new.config_hash, new.started_at = "full", "f" * 64, "2026-02-01T00:00:00+00:00"
     write(tmp_path, old), write(tmp_path, new)
     assert main(["leaderboard", "--results", str(tmp_path), "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith(",90.000000,NA,,NA,,1")  # newest record: full
+    assert capsys.readouterr().out.splitlines()[1].endswith(",90.000000,NA,,NA,,1,")  # newest record: full
     assert main(["leaderboard", "--results", str(tmp_path), "--format", "csv", "--protocol", "cpu"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith(",80.000000,NA,,NA,,1")
+    assert capsys.readouterr().out.splitlines()[1].endswith(",80.000000,NA,,NA,,1,")
     assert main(["leaderboard", "--results", str(tmp_path), "--protocol", "cpu"]) == 0
     assert "Protocol: cpu." in capsys.readouterr().out
 
