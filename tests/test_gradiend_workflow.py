@@ -15,7 +15,7 @@ from harness.variants import apply_variant, parse_variant
 
 pytestmark = pytest.mark.slow
 
-FAST = {"max_steps": 20, "seeds": [0, 1]}
+FAST = {"max_steps": 20, "seeds": [0, 1], "grid": "package"}
 
 
 def test_adapters_train_once_select_and_rewrite_a_copy(bert_tiny, mirror, tmp_path):

@@ -25,8 +25,10 @@ from methods.gradiend.training import SOURCES
 from methods.gradiend.workflow import Settings, fit
 
 TRAINING_OPTIONS = ("include", "exclude", "pre_prune", "post_prune", "seeds", "lr", "max_steps", "bf16", "pair",
-                    "source", "target")
-VERSION = 1
+                    "source", "target", "convergence", "min_convergent_seeds", "grid")
+# 2: the reference convergence rule, per-seed data order, the paper's name-prediction objective and 240-candidate
+#    grid with the unchanged model in the argmax, the reference's per-family learning rate
+VERSION = 2
 
 
 def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
@@ -50,7 +52,14 @@ class _Gradiend(WeightChangingMethod):
         "pre_prune": Option(float, "auto", above=0, special=("auto",), allow_none=True),
         "post_prune": Option(float, None, above=0, allow_none=True),
         "seeds": Option(list, [0, 1, 2], items=Option(int, 0, minimum=0), min_items=1, unique=True),
-        "lr": Option(float, 1e-5, above=0), "max_steps": Option(int, None, minimum=1, allow_none=True),
+        # null: the reference's rate for the family (1e-4 Llama architecture, else 1e-5)
+        "lr": Option(float, None, above=0, allow_none=True),
+        "max_steps": Option(int, None, minimum=1, allow_none=True),
+        # reference: |r| ≥ 0.6, min |class mean| ≥ 0.5, opposite signs | iclr: best |r| of every seed
+        "convergence": Option(str, "reference", choices=("reference", "iclr")),
+        "min_convergent_seeds": Option(int, 1, minimum=1, allow_none=True),
+        # paper: 15 h* × 16 α (240) | package: the gradiend package's 1-2-5 grid; null: the protocol's
+        "grid": Option(str, None, choices=("paper", "package"), allow_none=True),
         "bf16": Option(bool, False),
         "pair": Option(list, [0, 1], items=Option(int, 0, minimum=0), min_items=2, max_items=2, unique=True),
         "source": Option(str, "factual", choices=SOURCES), "target": Option(str, "diff", choices=SOURCES)}
@@ -72,8 +81,13 @@ class _Gradiend(WeightChangingMethod):
         self.notes = {"protocol": settings.protocol, "protocol_requested": ctx.protocol, "artefacts": str(folder),
                       "reused_cached_training": artefacts.cache_hit, "classes": summary.get("classes"),
                       "parameters": summary.get("parameters"), "data": summary.get("data"),
-                      "selected_seed": summary["training"]["selected_seed"], "seeds": summary["training"]["seeds"],
+                      "selected_seed": summary["training"]["selected_seed"],
+                      "converged": bool(summary["training"].get("converged", False)),
+                      "convergence_rule": summary["training"].get("rule"), "seeds": summary["training"]["seeds"],
+                      "seeds_not_trained": summary["training"].get("seeds_not_trained", []),
                       "encoder_test": summary.get("encoder"), "selection": chosen,
+                      "selection_objective": artefacts.selection.get("objective"),
+                      "selection_grid": artefacts.selection.get("grid"),
                       "seconds": {**summary.get("seconds", {}), "apply": round(time.perf_counter() - started, 2)}}
         if ctx.step_cache is not None:
             # a note for people (nothing reads it back, so it needs no checksum)

@@ -5,6 +5,7 @@
     gradiend-bench gradiend eval-encoder --dir runs/g
     gradiend-bench gradiend eval-decoder --dir runs/g
     gradiend-bench gradiend rewrite      --dir runs/g --metric bpi [--rule product] --out models/debiased
+    gradiend-bench gradiend rewrite      --dir runs/g --h -1 --alpha 0.01 --out models/chosen   (any candidate)
     gradiend-bench gradiend compare      runs/g runs/g-race [--top-k 1000] --out overlap.png
 
 ``data`` writes ``settings.json`` (model, bias type, protocol, seed, ...) and ``data/``; later steps read them.
@@ -68,7 +69,7 @@ def cmd_train(args) -> int:
 
     folder = Path(args.dir)
     model_spec, settings = _settings(folder)
-    for key in ("max_steps", "pre_prune", "post_prune", "lr"):
+    for key in ("max_steps", "pre_prune", "post_prune", "lr", "convergence", "min_convergent_seeds"):
         if getattr(args, key) is not None:
             setattr(settings, key, getattr(args, key))
     if args.seeds:
@@ -76,10 +77,20 @@ def cmd_train(args) -> int:
     settings.bf16 = settings.bf16 or args.bf16
     write_json_atomic(folder / "settings.json", {"model": model_spec, **asdict(settings)})
     _, result, _ = step_train(load_model(model_spec), settings, GradiendData.load(folder / "data"), folder,
-                              progress=True)
+                              progress=True, resume_dir=folder / "resume")
     for s in result.seeds:
-        print(f"seed {s.seed}: val r={s.best_correlation:.3f} at step {s.best_step}, converged={s.converged}")
-    print(f"selected seed {result.seeds[result.selected].seed}; checkpoint {folder / 'gradiend.safetensors'}")
+        print(f"seed {s.seed}: val r={s.best_correlation:.3f}, class means {s.mean_first:+.3f} / {s.mean_second:+.3f} "
+              f"at step {s.best_step} of {s.steps}, converged={s.converged}")
+    if result.untrained:
+        print(f"seeds {result.untrained} not trained: enough seeds converged")
+    print(f"selected seed {result.seeds[result.selected].seed} (converged: {result.converged}; "
+          f"rule {result.summary()['rule']}); checkpoint {folder / 'gradiend.safetensors'}")
+    if not result.converged:
+        print("no seed converged: train longer (--max-steps), with more seeds (--seeds) or a larger --lr, and "
+              "look at convergence.png")
+    import shutil
+
+    shutil.rmtree(folder / "resume", ignore_errors=True)
     return 0
 
 
@@ -98,9 +109,11 @@ def cmd_eval_decoder(args) -> int:
 
     folder = Path(args.dir)
     _, settings, data, engine, gradiend = _engine(folder)
+    if args.grid:
+        settings.grid = args.grid
     selection = step_decoder(engine, settings, data, gradiend, folder, progress=True)
-    for rule, chosen in selection.items():
-        for metric, c in chosen.items():
+    for rule in ("product", "lms-threshold"):
+        for metric, c in selection[rule].items():
             print(f"{rule:14s} {metric}: h*={c['h']:+g} alpha={c['alpha']:+g} {metric}={c['value']:.4f} "
                   f"(base {c['base_value']:.4f}) lms={c['lms']:.4f} (base {c['base_lms']:.4f})")
     return 0
@@ -113,10 +126,17 @@ def cmd_rewrite(args) -> int:
 
     folder = Path(args.dir)
     model_spec, _ = _settings(folder)
-    selection_path = folder / "selection.json"
-    if not selection_path.is_file():
-        raise HarnessError(f"{folder} has no selection.json", "run `gradiend-bench gradiend eval-decoder` first")
-    chosen = json.loads(selection_path.read_text())[args.rule][args.metric]
+    if (args.h is None) != (args.alpha is None):
+        raise HarnessError("rewrite needs both --h and --alpha (or neither, to use the selection)",
+                           "pass e.g. --h -1 --alpha 0.01, or --metric bpi")
+    if args.h is not None:
+        chosen = {"h": args.h, "alpha": args.alpha}
+    else:
+        selection_path = folder / "selection.json"
+        if not selection_path.is_file():
+            raise HarnessError(f"{folder} has no selection.json",
+                               "run `gradiend-bench gradiend eval-decoder` first, or pass --h and --alpha")
+        chosen = json.loads(selection_path.read_text())[args.rule][args.metric]
     gradiend, param_map = load_trained(folder)
     out = rewrite(load_model(model_spec), param_map, gradiend.decode(chosen["h"], 0), chosen["alpha"])
     out.save_pretrained(args.out)
@@ -159,16 +179,22 @@ def register(subparsers) -> None:
     train.add_argument("--pre-prune", type=float, help="fraction of weights kept by |mean ∇±W|")
     train.add_argument("--post-prune", type=float, help="fraction kept by |W_d| after training")
     train.add_argument("--bf16", action="store_true")
+    train.add_argument("--convergence", choices=("reference", "iclr"), help="convergence rule (default reference)")
+    train.add_argument("--min-convergent-seeds", type=int, help="stop once this many seeds converged (default 1)")
     train.set_defaults(func=cmd_train)
     for name, func, text in (("eval-encoder", cmd_eval_encoder, "encoder metrics and distribution plot (test split)"),
                              ("eval-decoder", cmd_eval_decoder, "h* x alpha grid, heatmap and selection")):
         p = actions.add_parser(name, help=text)
         p.add_argument("--dir", required=True)
+        if name == "eval-decoder":
+            p.add_argument("--grid", choices=("paper", "package"), help="default: the protocol's (paper, 240)")
         p.set_defaults(func=func)
     rw = actions.add_parser("rewrite", help="save the selected rewrite with save_pretrained")
     rw.add_argument("--dir", required=True)
     rw.add_argument("--metric", default="bpi", choices=("bpi", "fpi", "mpi"))
     rw.add_argument("--rule", default="product", choices=("product", "lms-threshold"))
+    rw.add_argument("--h", type=float, help="an explicit feature value h* (with --alpha): any candidate")
+    rw.add_argument("--alpha", type=float, help="an explicit step size α (with --h)")
     rw.add_argument("--out", required=True)
     rw.set_defaults(func=cmd_rewrite)
     cmp = actions.add_parser("compare", help="top-k decoder weight overlap between runs")

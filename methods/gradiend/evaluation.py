@@ -6,17 +6,19 @@ directional derivative, so a whole batch of examples is encoded with one forward
 neutral text 0. Reported: Pearson r over the class examples and over class+neutral examples, the class
 means, and accuracy with ±0.5 boundaries (h > 0.5 → +1, h < −0.5 → −1, otherwise neutral).
 
-**Decoder.** A candidate is W̃ = W + α·dec(h*). On the val prompts (val templates × val names, both
-classes) p₁,ᵢ and p₂,ᵢ are the probabilities of the two classes' target words at prompt i; then
+**Decoder.** A candidate is W̃ = W + α·dec(h*). A selection objective gives per-prompt probabilities
+P₁,ᵢ, P₂,ᵢ of the two classes (:mod:`methods.gradiend.name_prediction`): for gender the paper's name
+prediction on GENTypes-style prompts, for race/religion the class words on validation templates; then
 
-    BPI = mean_i (p₁,ᵢ + p₂,ᵢ)·(1 − |p₁,ᵢ − p₂,ᵢ|)     balanced: both words likely and equally likely
-    FPI = mean_i p₂,ᵢ·(1 − p₁,ᵢ)                       second class (gender: female) strengthened
-    MPI = mean_i p₁,ᵢ·(1 − p₂,ᵢ)                       first class (gender: male) strengthened
+    BPI = mean_i (P₁,ᵢ + P₂,ᵢ)·(1 − |P₁,ᵢ − P₂,ᵢ|)     balanced: both classes likely and equally likely
+    FPI = mean_i P₂,ᵢ·(1 − P₁,ᵢ)                       second class (gender: female) strengthened
+    MPI = mean_i P₁,ᵢ·(1 − P₂,ᵢ)                       first class (gender: male) strengthened
 
 and LMS on neutral text (masked LM: top-1 accuracy on a seeded 15% of tokens; causal LM: 1/(1 + mean
-next-token NLL), the reference's mapping). Selection: argmax metric·LMS (the paper), or the best metric
-among candidates with LMS ≥ 0.99·LMS(base) (the reference's threshold policy). Candidates are applied in
-place to the engine's flat weight buffer and undone, so no model copy is made per candidate.
+next-token NLL), the reference's mapping). Selection: argmax metric·LMS over the candidates **and the
+unchanged model** (the paper), or the best metric among rows with LMS ≥ 0.99·LMS(base) (the reference
+package's threshold policy). Grids: ``paper`` (15 h* × 16 α = 240) and ``package`` (the 1-2-5 grid).
+Candidates are applied in place to the engine's flat weight buffer and undone, so no model copy is made.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from harness.progress import progress as progress_bar
 from methods.gradiend.data import WORD, GradiendData
 from methods.gradiend.gradients import SLOT, GradientEngine, TargetBatch, make_batch
 from methods.gradiend.model import Gradiend
+from methods.gradiend.name_prediction import preference_scores
 from methods.gradiend.training import label_of
 
 METRICS = ("bpi", "fpi", "mpi")
@@ -153,19 +156,26 @@ def plot_distribution(h: torch.Tensor, labels: torch.Tensor, names: tuple[str, s
 
 
 # -- decoder grid ----------------------------------------------------------------------------------
-class DecoderGrid:
-    """Scores candidate rewrites W + α·dec(h*) on class prompts (BPI/FPI/MPI) and neutral text (LMS)."""
+# The paper's grid (aieng-lab/gradiend-bias gradiend/evaluation/analyze_decoder.py:
+# default_evaluation_feature_factors × default_evaluation_lrs): 15 × 16 = 240 candidates, plus the base model.
+PAPER_FEATURE_FACTORS = [-10.0, -2.0, -1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 10.0]
+PAPER_ALPHAS = sorted(s * a for s in (-1, 1) for a in (0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001))
+# The gradiend package's 1-2-5 grid: α ∈ ±{1, 2, 5}·10^k ≤ 100 (k ≥ −3) with one feature factor per class.
+PACKAGE_FEATURE_FACTORS = [-1.0, 0.0, 1.0]
+PACKAGE_ALPHAS = sorted({s * m * 10.0 ** e for s in (-1, 1) for e in range(-3, 3) for m in (1, 2, 5)
+                         if m * 10.0 ** e <= 100})
+GRIDS = {"paper": (PAPER_FEATURE_FACTORS, PAPER_ALPHAS), "package": (PACKAGE_FEATURE_FACTORS, PACKAGE_ALPHAS)}
 
-    def __init__(self, engine: GradientEngine, prompts: Examples, neutral: list[str], seed: int,
-                 batch_size: int = 64):
-        lm = engine.lm
-        self.engine = engine
-        first = [f if lab > 0 else c for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
-        second = [c if lab > 0 else f for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
-        self.prompt_batches = [make_batch(lm, prompts.texts[i:i + batch_size], first[i:i + batch_size],
-                                          second[i:i + batch_size]) for i in range(0, len(prompts.texts), batch_size)]
+
+class DecoderGrid:
+    """Scores candidate rewrites W + α·dec(h*) with a selection objective (per-prompt class probabilities →
+    BPI/FPI/MPI) and LMS on neutral text. The base model is row 0 of every table."""
+
+    def __init__(self, engine: GradientEngine, objective, neutral: list[str], seed: int, batch_size: int = 64):
+        self.engine, self.objective = engine, objective
         self.neutral_batches = [self._lms_batch(neutral[i:i + batch_size], seed + i)
                                 for i in range(0, len(neutral), batch_size)]
+        self.n_neutral = len(neutral)
 
     def _lms_batch(self, texts: list[str], seed: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
         lm = self.engine.lm
@@ -186,14 +196,9 @@ class DecoderGrid:
         return batch, chosen, ids
 
     @torch.no_grad()
-    def score(self) -> dict:
+    def lms(self) -> float:
+        """Masked LM: top-1 accuracy on a seeded 15% of tokens; causal: 1/(1 + mean NLL) (the reference's)."""
         lm = self.engine.lm
-        p1, p2 = [], []
-        for b in self.prompt_batches:
-            logp = torch.log_softmax(lm.logits(b.input_ids, b.attention_mask, (b.rows, b.cols)).float(), -1)
-            p1.append(logp.gather(1, b.factual[:, None]).squeeze(1).exp())
-            p2.append(logp.gather(1, b.counterfactual[:, None]).squeeze(1).exp())
-        a, b_ = torch.cat(p1).double(), torch.cat(p2).double()
         correct = total = 0
         nll_sum = 0.0
         for batch, chosen, targets in self.neutral_batches:
@@ -203,26 +208,29 @@ class DecoderGrid:
             logits = lm.logits(batch["input_ids"], batch["attention_mask"], (rows, cols)).float()
             if lm.kind == "masked":
                 correct += int((logits.argmax(-1) == targets).sum())
-                total += int(rows.numel())
             else:
                 nxt = targets[rows, cols + 1]
                 nll_sum += float((torch.logsumexp(logits, -1) - logits.gather(1, nxt[:, None]).squeeze(1)).sum())
-                total += int(rows.numel())
-        lms = correct / max(total, 1) if lm.kind == "masked" else 1.0 / (1.0 + nll_sum / max(total, 1))
-        return {"p_first": float(a.mean()), "p_second": float(b_.mean()),
-                "bpi": float(((a + b_) * (1 - (a - b_).abs())).mean()),
-                "fpi": float((b_ * (1 - a)).mean()), "mpi": float((a * (1 - b_)).mean()), "lms": lms}
+            total += int(rows.numel())
+        return correct / max(total, 1) if lm.kind == "masked" else 1.0 / (1.0 + nll_sum / max(total, 1))
+
+    def score(self) -> dict:
+        p_first, p_second = self.objective.probabilities(self.engine.lm)
+        return {**preference_scores(p_first, p_second), "lms": self.lms()}
 
     def run(self, model: Gradiend, row: int, feature_factors: list[float], alphas: list[float],
             progress: bool = False) -> pd.DataFrame:
+        return self.run_pairs(model, row, [(h, a) for h in feature_factors for a in alphas], progress)
+
+    def run_pairs(self, model: Gradiend, row: int, pairs: list[tuple[float, float]], progress: bool = False,
+                  label: str = "decoder grid") -> pd.DataFrame:
+        """The base model (row 0, h = NaN) and each (h*, α) of ``pairs``."""
         engine = self.engine
         index = engine.map.index
-        base = self.score()
-        records = [{"h": None, "alpha": 0.0, **base}]
+        records = [{"h": None, "alpha": 0.0, **self.score()}]
         saved = engine.flat.clone() if index is None else engine.flat[index].clone()
-        grid = [(h, a) for h in feature_factors for a in alphas]
         with torch.no_grad():
-            for h, alpha in progress_bar(grid, progress, "decoder grid"):
+            for h, alpha in progress_bar(pairs, progress, label):
                 delta = (alpha * model.decode(h, row)).to(engine.flat.dtype)
                 if index is None:
                     engine.flat.add_(delta)
@@ -238,18 +246,50 @@ class DecoderGrid:
         return pd.DataFrame(records)
 
 
+def screened_grid(full: DecoderGrid, screen: DecoderGrid, model: Gradiend, row: int, feature_factors: list[float],
+                  alphas: list[float], finalists: int = 8, progress: bool = False) -> pd.DataFrame:
+    """Two stages: every candidate on the ``screen`` subset of prompts and LMS sentences, then the
+    ``finalists`` best per metric — by metric·LMS and by metric among rows with LMS ≥ 0.97·base (looser than
+    the selection's 0.99, so near-misses reach the final) — and the base model on the full sets. The table
+    has every candidate; ``scored_on`` says which set its numbers come from, and :func:`select` only
+    compares rows scored on the full sets. Whether this changes the selected candidate is measured by
+    ``benchmarks/perf/gradiend_grid.py`` (full vs screened, same GRADIEND)."""
+    pairs = [(h, a) for h in feature_factors for a in alphas]
+    first = screen.run_pairs(model, row, pairs, progress, "decoder grid (screen)")
+    base, cands = first.iloc[0], first.iloc[1:]
+    keep: set[int] = set()
+    for metric in METRICS:
+        keep |= set((cands[metric] * cands["lms"]).nlargest(finalists).index)
+        passing = cands[cands["lms"] >= 0.97 * base["lms"]]
+        keep |= set(passing[metric].nlargest(finalists).index)
+    chosen = sorted(keep)
+    final = full.run_pairs(model, row, [pairs[i - 1] for i in chosen], progress, "decoder grid (finalists)")
+    table = first.assign(scored_on="screen")
+    for position, i in enumerate([0] + chosen):  # final: the base model, then the finalists in order
+        for column in final.columns:
+            table.loc[i, column] = final.iloc[position][column]
+        table.loc[i, "scored_on"] = "full"
+    return table
+
+
 def select(table: pd.DataFrame, metric: str, rule: str = "product", ratio: float = 0.99) -> dict:
-    """The chosen candidate for ``metric``: argmax metric·LMS, or the best metric with LMS ≥ ratio·base."""
+    """The chosen row for ``metric`` — the unchanged model (row with h = NaN) competes like any candidate
+    (the paper's argmax includes it; ties go to it): argmax metric·LMS (``product``, the paper with the
+    reference's identity accuracy function), or the best metric among rows with LMS ≥ ratio·LMS(base)
+    (``lms-threshold``, which the base always passes)."""
+    if "scored_on" in table:
+        table = table[table["scored_on"] == "full"]
     base = table[table["h"].isna()].iloc[0]
-    cands = table[table["h"].notna()]
     if rule == "product":
-        best = cands.loc[(cands[metric] * cands["lms"]).idxmax()]
+        best = table.loc[(table[metric] * table["lms"]).idxmax()]
     else:
-        passing = cands[cands["lms"] >= ratio * base["lms"]]
-        best = passing.loc[passing[metric].idxmax()] if not passing.empty else cands.loc[cands["alpha"].abs().idxmin()]
-    return {"metric": metric, "rule": rule, "h": float(best["h"]), "alpha": float(best["alpha"]),
-            "value": float(best[metric]), "lms": float(best["lms"]), "base_value": float(base[metric]),
-            "base_lms": float(base["lms"])}
+        passing = table[table["lms"] >= ratio * base["lms"]]
+        best = passing.loc[passing[metric].idxmax()]
+    unchanged = bool(pd.isna(best["h"]))
+    return {"metric": metric, "rule": rule, "unchanged": unchanged, "h": 0.0 if unchanged else float(best["h"]),
+            "alpha": 0.0 if unchanged else float(best["alpha"]), "value": float(best[metric]),
+            "lms": float(best["lms"]), "score": float(best[metric] * best["lms"]) if rule == "product" else
+            float(best[metric]), "base_value": float(base[metric]), "base_lms": float(base["lms"])}
 
 
 def plot_grid(table: pd.DataFrame, path: Path, title: str) -> None:

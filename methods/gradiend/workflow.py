@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +27,10 @@ import torch
 from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
+from methods.gradiend.convergence import ConvergenceRule
 from methods.gradiend.data import GradiendData, build_data
 from methods.gradiend.evaluation import (
+    GRIDS,
     METRICS,
     DecoderGrid,
     EncoderProbe,
@@ -40,7 +43,10 @@ from methods.gradiend.evaluation import (
 )
 from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
 from methods.gradiend.model import Gradiend
+from methods.gradiend.name_prediction import ClassWordObjective, NamePredictionObjective, name_weights
 from methods.gradiend.training import TrainConfig, TrainResult, sample_batch, train
+
+CPU_MAX_STEPS = 400  # an upper bound: the cpu protocol stops a seed once it has converged
 
 MEMORY_BUDGET = 2 * 1024 ** 3  # bytes for the encoder-decoders + AdamW state before pre-pruning kicks in
 
@@ -58,22 +64,30 @@ class Settings:
     pre_prune: float | str | None = "auto"  # fraction of weights kept, "auto" (fit MEMORY_BUDGET) or None
     post_prune: float | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
-    lr: float = 1e-5
+    lr: float | None = None  # None: the reference's rate for the model family (see learning_rate)
     max_steps: int | None = None
+    convergence: str = "reference"  # convergence rule (methods.gradiend.convergence)
+    min_convergent_seeds: int | None = 1
+    grid: str | None = None  # decoder grid: "paper" (240 candidates) or "package" (1-2-5); None: the protocol's
     bf16: bool = False
     source: str = "factual"
     target: str = "diff"
 
     def protocol_values(self) -> dict:
         if self.protocol == "full":
-            return {"max_templates": None, "filter_names": 16, "max_steps": None, "eval_examples": None,
-                    "prompt_examples": 400, "n_neutral": 1000, "neutral_eval": 200, "lms_sentences": 400,
-                    "feature_factors": [-1.0, 0.0, 1.0],
-                    "alphas": sorted({s * m * 10.0 ** e for s in (-1, 1) for e in range(-3, 3) for m in (1, 2, 5)
-                                      if m * 10.0 ** e <= 100})}
-        return {"max_templates": 400, "filter_names": 4, "max_steps": 60, "eval_examples": 64,
-                "prompt_examples": 96, "n_neutral": 400, "neutral_eval": 64, "lms_sentences": 96,
-                "feature_factors": [-1.0, 0.0, 1.0], "alphas": [-10.0, -1.0, -0.1, -0.01, 0.01, 0.1, 1.0, 10.0]}
+            return {"max_templates": None, "filter_names": 16, "max_steps": None, "eval_every": 250,
+                    "stop_on_convergence": False, "eval_examples": None, "n_neutral": 1000, "neutral_eval": 200,
+                    "lms_sentences": 1000, "grid": "paper"}
+        return {"max_templates": 400, "filter_names": 4, "max_steps": CPU_MAX_STEPS, "eval_every": 20,
+                "stop_on_convergence": True, "eval_examples": 64, "n_neutral": 400, "neutral_eval": 64,
+                "lms_sentences": 96, "grid": "paper"}
+
+    def learning_rate(self, lm: LanguageModel) -> float:
+        """``lr``, else the reference's per-model rate: 1e-4 for Llama-architecture models (aieng-lab/gradiend-bias,
+        ``gradiend/training/gradiend_training.py``: Llama-3.2-3B ``lr=1e-4``), 1e-5 otherwise (its default)."""
+        if self.lr is not None:
+            return self.lr
+        return 1e-4 if getattr(lm.model.config, "model_type", "") == "llama" else 1e-5
 
 
 def filter_templates(lm: LanguageModel, data: GradiendData, n_names: int, seed: int, batch_size: int = 64,
@@ -154,6 +168,10 @@ def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool =
     """
     from harness.cache_entry import cached_folder
 
+    # beside the entry, not in its scratch folder (which a crash leaves to be cleaned up): a training
+    # stopped after hours continues from its last evaluation
+    resume_dir = Path(folder).with_name(Path(folder).name + ".resume")
+
     def build(scratch: Path) -> None:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -161,7 +179,7 @@ def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool =
         prepared.save(scratch / "data")
         timings["data"] = time.perf_counter() - clock
         engine, result, model = step_train(lm, settings, prepared, scratch, batch_size=batch_size,
-                                           progress=progress, timings=timings)
+                                           progress=progress, timings=timings, resume_dir=resume_dir)
         clock = time.perf_counter()
         encoder = step_encoder(engine, settings, prepared, model, scratch, progress=progress)
         timings["encoder_eval"] = time.perf_counter() - clock
@@ -176,12 +194,15 @@ def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool =
 
     artefacts, hit = cached_folder(Path(folder), build, load_artefacts)
     artefacts.cache_hit = hit
+    shutil.rmtree(resume_dir, ignore_errors=True)
     return artefacts
 
 
 def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder: Path, *, batch_size: int = 32,
-               progress: bool = False, timings: dict | None = None) -> tuple[GradientEngine, TrainResult, Gradiend]:
-    """Pre-prune, train every seed, post-prune; writes the checkpoints, training.json, convergence.png."""
+               progress: bool = False, timings: dict | None = None, resume_dir: Path | None = None
+               ) -> tuple[GradientEngine, TrainResult, Gradiend]:
+    """Pre-prune, train the seeds, post-prune; writes the checkpoints, training.json, convergence.png.
+    ``resume_dir`` holds the training state after every evaluation, so a stopped run continues there."""
     timings = timings if timings is not None else {}
     values = settings.protocol_values()
     param_map = select_parameters(lm, settings.include, settings.exclude)
@@ -189,19 +210,21 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
     clock = time.perf_counter()
     fraction = settings.pre_prune
     if fraction == "auto":
-        per_dim = 4 * 9 * len(settings.seeds)  # W_e, W_d, b_d and two AdamW moments each, fp32
+        per_dim = 4 * 9  # W_e, W_d, b_d and two AdamW moments each, fp32, for the seed in training
         fraction = None if param_map.total * per_dim <= MEMORY_BUDGET else MEMORY_BUDGET / (param_map.total * per_dim)
     if fraction is not None and fraction < 1:
         param_map.index = pre_prune(engine, data, float(fraction), 8, settings.seed, batch_size)
     timings["pre_prune"] = time.perf_counter() - clock
     n_train = len(data.split("train"))
     steps = settings.max_steps or values["max_steps"] or max(150, 3 * n_train // batch_size)
-    config = TrainConfig(tuple(settings.seeds), settings.lr, batch_size=batch_size, max_steps=steps,
-                         eval_every=min(250, max(10, steps // 6)) if settings.protocol == "full" else 20,
-                         source=settings.source, target=settings.target)
+    config = TrainConfig(tuple(settings.seeds), settings.learning_rate(lm), batch_size=batch_size, max_steps=steps,
+                         eval_every=values["eval_every"], source=settings.source, target=settings.target,
+                         rule=settings.convergence, min_convergent_seeds=settings.min_convergent_seeds,
+                         stop_on_convergence=values["stop_on_convergence"])
     val_probe = EncoderProbe(engine, class_examples(data, "val", settings.seed, values["eval_examples"]))
     clock = time.perf_counter()
-    result = train(engine, data, config, val_probe.correlations, data_seed=settings.seed, progress=progress)
+    result = train(engine, data, config, val_probe.correlations, data_seed=settings.seed, progress=progress,
+                   resume_dir=resume_dir)
     timings["train"] = time.perf_counter() - clock
     model = result.model.row(result.selected)
     if settings.post_prune is not None and settings.post_prune < 1:
@@ -214,8 +237,9 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
         result.model.save(folder / "all_seeds.safetensors", {"index": index})
     model.save(folder / "gradiend.safetensors", {"index": index})
     write_json_atomic(folder / "training.json", {"config": asdict(config), **result.summary(),
-                                                 "history": result.history, "protocol": settings.protocol})
-    plot_convergence(result, folder / "convergence.png")
+                                                 "history": {str(k): v for k, v in result.history.items()},
+                                                 "protocol": settings.protocol})
+    plot_convergence(result, folder / "convergence.png", ConvergenceRule.named(settings.convergence))
     return engine, result, model
 
 
@@ -236,17 +260,44 @@ def step_encoder(engine: GradientEngine, settings: Settings, data: GradiendData,
     return encoder
 
 
+def selection_objective(lm: LanguageModel, settings: Settings, data: GradiendData):
+    """The decoder-selection objective and its description for the records: gender → the paper's name
+    prediction on the GENTypes prompts (offline: the project's substitute set); race/religion → the
+    class words on validation templates (the paper defines no name task for them)."""
+    values = settings.protocol_values()
+    if settings.bias_type == "gender":
+        from methods.gradiend.selection_data import load_name_genders, load_selection_prompts
+
+        rows, prompt_source = load_selection_prompts()
+        names, name_source = load_name_genders()
+        texts = [r["text"] if isinstance(r, dict) else r.text for r in rows]
+        weights = name_weights(lm, names)
+        objective = NamePredictionObjective(lm, texts, weights)
+        return objective, {"kind": objective.kind, "prompts": prompt_source, "n_prompts": len(texts),
+                           "names": name_source, "n_names": weights.n_names, "n_name_tokens": weights.n_tokens}
+    prompts = class_examples(data, "val", settings.seed + 1, values["eval_examples"] and 96)
+    first = [f if lab > 0 else c for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
+    second = [c if lab > 0 else f for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
+    objective = ClassWordObjective(lm, prompts.texts, first, second)
+    return objective, {"kind": objective.kind, "prompts": "validation templates", "n_prompts": len(prompts.texts),
+                       "words": [list(w) for w in data.classes.words]}
+
+
 def step_decoder(engine: GradientEngine, settings: Settings, data: GradiendData, model: Gradiend, folder: Path,
                  *, progress: bool = False) -> dict:
-    """Decoder grid on val prompts + neutral LMS sentences; writes decoder_grid.csv/png and selection.json."""
+    """Decoder grid with the selection objective + neutral LMS sentences; writes decoder_grid.csv/png and
+    selection.json (the chosen rows per rule and metric, the objective and the grid)."""
     values = settings.protocol_values()
-    prompts = class_examples(data, "val", settings.seed + 1, values["prompt_examples"])
+    objective, described = selection_objective(engine.lm, settings, data)
     lms_text = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
-    grid = DecoderGrid(engine, prompts, lms_text, settings.seed).run(
-        model, 0, values["feature_factors"], values["alphas"], progress)
+    factors, alphas = GRIDS[settings.grid or values["grid"]]
+    grid = DecoderGrid(engine, objective, lms_text, settings.seed).run(model, 0, factors, alphas, progress)
     grid.to_csv(folder / "decoder_grid.csv", index=False)
     plot_grid(grid, folder / "decoder_grid.png", f"{engine.lm.spec} {data.classes.key} ({settings.protocol})")
     selection = {rule: {m: select(grid, m, rule) for m in METRICS} for rule in ("product", "lms-threshold")}
+    selection["objective"] = {**described, "lms_sentences": len(lms_text)}
+    selection["grid"] = {"name": settings.grid or values["grid"], "feature_factors": factors, "alphas": alphas,
+                         "candidates": len(factors) * len(alphas), "unchanged_model_in_argmax": True}
     write_json_atomic(folder / "selection.json", selection)
     return selection
 
@@ -266,11 +317,24 @@ def load_trained(folder: Path) -> tuple[Gradiend, ParamMap]:
 
 
 def load_artefacts(folder: Path) -> Artefacts:
+    """A trained and evaluated GRADIEND folder: made by :func:`fit` (with ``done.json``) or by the CLI steps
+    ``train`` + ``eval-decoder`` (``training.json``, ``selection.json``, optionally ``encoder.json``)."""
     folder = Path(folder)
     fix = f"delete {folder} and run again"
     try:
-        summary = json.loads((folder / "done.json").read_text())
         selection = json.loads((folder / "selection.json").read_text())
+        if (folder / "done.json").is_file():
+            summary = json.loads((folder / "done.json").read_text())
+        else:
+            training = json.loads((folder / "training.json").read_text())
+            encoder = folder / "encoder.json"
+            summary = {"protocol": training.get("protocol"),
+                       "training": {k: v for k, v in training.items() if k not in ("config", "history", "protocol")},
+                       "encoder": json.loads(encoder.read_text()) if encoder.is_file() else None}
+    except FileNotFoundError as exc:
+        step = "eval-decoder" if Path(exc.filename).name == "selection.json" else "train"
+        raise HarnessError(f"GRADIEND folder {folder} has no {Path(exc.filename).name}",
+                           f"run `gradiend-bench gradiend {step} --dir {folder}` first") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise HarnessError(f"GRADIEND artefacts in {folder} are incomplete or corrupt ({type(exc).__name__})",
                            fix) from None
@@ -278,7 +342,8 @@ def load_artefacts(folder: Path) -> Artefacts:
     return Artefacts(folder, param_map, model, selection, summary)
 
 
-def plot_convergence(result: TrainResult, path: Path) -> None:
+def plot_convergence(result: TrainResult, path: Path, rule: ConvergenceRule) -> None:
+    """Per seed against steps: training loss, validation r, and the two class means (with the rule's lines)."""
     import io
 
     import matplotlib
@@ -288,21 +353,31 @@ def plot_convergence(result: TrainResult, path: Path) -> None:
 
     from harness.atomic import write_bytes_atomic
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    steps = [e["step"] for e in result.history]
-    for row, seed in enumerate(result.model.seeds):
-        ax1.plot(steps, [e["loss"][row] for e in result.history], label=f"seed {seed}", lw=0.8)
-        evals = [(e["step"], e["correlation"][row]) for e in result.history if "correlation" in e]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.4))
+    for seed, entries in result.history.items():
+        losses = [(e["step"], e["loss"]) for e in entries if "loss" in e]
+        evals = [e for e in entries if "correlation" in e]
+        if losses:
+            ax1.plot(*zip(*losses), label=f"seed {seed}", lw=0.8)
         if evals:
-            ax2.plot(*zip(*evals), marker="o", label=f"seed {seed}")
+            steps = [e["step"] for e in evals]
+            line, = ax2.plot(steps, [abs(e["correlation"]) for e in evals], marker="o", ms=3, label=f"seed {seed}")
+            sign = 1.0 if evals[-1]["mean_first"] >= evals[-1]["mean_second"] else -1.0
+            ax3.plot(steps, [sign * e["mean_first"] for e in evals], color=line.get_color(), marker="^", ms=3,
+                     label=f"seed {seed} first class")
+            ax3.plot(steps, [sign * e["mean_second"] for e in evals], color=line.get_color(), marker="v", ms=3,
+                     ls="--", label=f"seed {seed} second class")
     ax1.set_yscale("log")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("MSE loss")
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("val Pearson r")
-    ax2.axhline(0.5, color="grey", ls=":")
-    ax2.axhline(-0.5, color="grey", ls=":")
-    ax1.legend(fontsize=8)
+    ax1.set(xlabel="step", ylabel="MSE loss", title="training loss")
+    ax2.axhline(rule.score_threshold, color="grey", ls=":")
+    ax2.set(xlabel="step", ylabel="|Pearson r| (validation)", title=f"convergence rule: {rule.name}", ylim=(0, 1.02))
+    if rule.mean_threshold is not None:
+        for y in (rule.mean_threshold, -rule.mean_threshold):
+            ax3.axhline(y, color="grey", ls=":")
+    ax3.axhline(0, color="black", lw=0.5)
+    ax3.set(xlabel="step", ylabel="mean encoding (validation)", title="class means", ylim=(-1.02, 1.02))
+    for ax in (ax1, ax2, ax3):
+        ax.legend(fontsize=6)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
