@@ -129,7 +129,8 @@ def test_training_stops_after_the_first_converged_seed(tiny_engine):
 
 # -- the name-prediction objective -------------------------------------------------------------------
 def test_preference_scores_by_hand():
-    scores = preference_scores(torch.tensor([0.3, 0.1]), torch.tensor([0.1, 0.2]))
+    scores = preference_scores(torch.tensor([0.3, 0.1], dtype=torch.float64),
+                               torch.tensor([0.1, 0.2], dtype=torch.float64))
     # BPI_i = (1 − |M − F|)(M + F): 0.8·0.4, 0.9·0.3; MPI_i = (1 − F)·M; FPI_i = (1 − M)·F
     assert scores["bpi"] == pytest.approx((0.32 + 0.27) / 2, abs=1e-12)
     assert scores["mpi"] == pytest.approx((0.27 + 0.08) / 2, abs=1e-12)
@@ -206,3 +207,28 @@ def test_a_real_grid_scores_the_base_model_first_and_rejects_destructive_updates
     for metric in ("bpi", "fpi", "mpi"):
         assert select(grid, metric)["unchanged"]
     torch.testing.assert_close(tiny_engine.flat, before, rtol=0, atol=0)  # candidates were undone
+
+
+def test_old_records_are_judged_by_the_reference_rule_from_their_own_numbers(tmp_path):
+    import json
+
+    from leaderboard.flags import unconverged
+    from methods.gradiend.relabel import relabel
+
+    seeds = [{"seed": 0, "best_correlation": 0.95, "best_step": 60, "mean_first": 0.04, "mean_second": -0.045,
+              "converged": True},
+             {"seed": 1, "best_correlation": 0.97, "best_step": 60, "mean_first": 0.71, "mean_second": -0.65,
+              "converged": True}]
+    record = {"variant_steps": [{"method": "gradiend", "notes": {"selected_seed": 0, "seeds": seeds}},
+                                {"method": "inlp", "notes": {}}], "scores": {"ss": 58.9}}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(record))
+    assert relabel(tmp_path) == [(path, False)]
+    notes = json.loads(path.read_text())["variant_steps"][0]["notes"]
+    assert notes["converged"] is False and notes["seeds"][0]["converged_as_recorded"] is True
+    assert notes["seeds"][1]["converged"] is True and "relabel" in notes["convergence_relabelled"]
+    from types import SimpleNamespace
+
+    assert unconverged(SimpleNamespace(variant_steps=json.loads(path.read_text())["variant_steps"]))
+    assert json.loads(path.read_text())["scores"] == {"ss": 58.9}
+    assert relabel(tmp_path) == []  # idempotent

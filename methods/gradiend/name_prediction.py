@@ -100,6 +100,7 @@ class NamePredictionObjective:
     kind = "name-prediction"
 
     def __init__(self, lm: LanguageModel, prompts: list[str], weights: NameWeights, batch_size: int = 64):
+        self._lm = lm
         texts = [prompt_text(lm, t) for t in prompts]
         dummy = ["he"] * len(texts)  # make_batch wants target words; only the positions are used here
         self.batches: list[TargetBatch] = [make_batch(lm, texts[i:i + batch_size], dummy[i:i + batch_size],
@@ -107,6 +108,12 @@ class NamePredictionObjective:
                                            for i in range(0, len(texts), batch_size)]
         self.weights = weights.matrix.float()
         self.n_prompts = len(texts)
+        self._source = (prompts, weights, batch_size)
+
+    def subset(self, every: int) -> "NamePredictionObjective":
+        """Every ``every``-th prompt (the prompt files alternate classes in blocks, so strides keep both)."""
+        prompts, weights, batch_size = self._source
+        return NamePredictionObjective(self._lm, prompts[::every], weights, batch_size)
 
     @torch.no_grad()
     def probabilities(self, lm: LanguageModel) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +135,11 @@ class ClassWordObjective:
         self.batches = [make_batch(lm, texts[i:i + batch_size], first[i:i + batch_size], second[i:i + batch_size])
                         for i in range(0, len(texts), batch_size)]
         self.n_prompts = len(texts)
+        self._source = (lm, texts, first, second, batch_size)
+
+    def subset(self, every: int) -> "ClassWordObjective":
+        lm, texts, first, second, batch_size = self._source
+        return ClassWordObjective(lm, texts[::every], first[::every], second[::every], batch_size)
 
     @torch.no_grad()
     def probabilities(self, lm: LanguageModel) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ prob_F; prob_M = 1 − prob_F).
 Without internet both come from offline stand-ins, and the provenance says so:
 
 * prompts — the catalog's ``gentypes`` entry falls back to its ``project`` source, an **offline substitute**
-  written for this project (``harness/catalog/data/gentypes-offline.jsonl``, see docs/gradiend-selection.md);
+  written for this project (``harness/catalog/data/gentypes-offline.jsonl``, see docs/gradiend.md);
 * names — NAMEXTEND falls back to the ``first-names`` data set (nomquamgender's ``name_data.json``:
   key → [n_sources, count, p_female, …], read as in :func:`methods.gradiend.data.load_names`).
 """

@@ -39,6 +39,7 @@ from methods.gradiend.evaluation import (
     neutral_examples,
     plot_distribution,
     plot_grid,
+    screened_grid,
     select,
 )
 from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
@@ -77,10 +78,10 @@ class Settings:
         if self.protocol == "full":
             return {"max_templates": None, "filter_names": 16, "max_steps": None, "eval_every": 250,
                     "stop_on_convergence": False, "eval_examples": None, "n_neutral": 1000, "neutral_eval": 200,
-                    "lms_sentences": 1000, "grid": "paper"}
+                    "lms_sentences": 1000, "grid": "paper", "screen": None}
         return {"max_templates": 400, "filter_names": 4, "max_steps": CPU_MAX_STEPS, "eval_every": 20,
                 "stop_on_convergence": True, "eval_examples": 64, "n_neutral": 400, "neutral_eval": 64,
-                "lms_sentences": 96, "grid": "paper"}
+                "lms_sentences": 96, "grid": "paper", "screen": 4, "finalists": 8}
 
     def learning_rate(self, lm: LanguageModel) -> float:
         """``lr``, else the reference's per-model rate: 1e-4 for Llama-architecture models (aieng-lab/gradiend-bias,
@@ -291,13 +292,21 @@ def step_decoder(engine: GradientEngine, settings: Settings, data: GradiendData,
     objective, described = selection_objective(engine.lm, settings, data)
     lms_text = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
     factors, alphas = GRIDS[settings.grid or values["grid"]]
-    grid = DecoderGrid(engine, objective, lms_text, settings.seed).run(model, 0, factors, alphas, progress)
+    full = DecoderGrid(engine, objective, lms_text, settings.seed)
+    if values["screen"]:  # cpu: every candidate on a quarter of the prompts/sentences, the finalists on all
+        screen = DecoderGrid(engine, objective.subset(values["screen"]), lms_text[::values["screen"]], settings.seed)
+        grid = screened_grid(full, screen, model, 0, factors, alphas, values["finalists"], progress)
+    else:
+        grid = full.run(model, 0, factors, alphas, progress)
     grid.to_csv(folder / "decoder_grid.csv", index=False)
     plot_grid(grid, folder / "decoder_grid.png", f"{engine.lm.spec} {data.classes.key} ({settings.protocol})")
     selection = {rule: {m: select(grid, m, rule) for m in METRICS} for rule in ("product", "lms-threshold")}
     selection["objective"] = {**described, "lms_sentences": len(lms_text)}
     selection["grid"] = {"name": settings.grid or values["grid"], "feature_factors": factors, "alphas": alphas,
-                         "candidates": len(factors) * len(alphas), "unchanged_model_in_argmax": True}
+                         "candidates": len(factors) * len(alphas), "unchanged_model_in_argmax": True,
+                         "screen_every": values["screen"], "finalists_per_metric": values.get("finalists"),
+                         "scored_on_full_sets": int((grid["scored_on"] == "full").sum()) - 1
+                         if "scored_on" in grid else len(factors) * len(alphas)}
     write_json_atomic(folder / "selection.json", selection)
     return selection
 
