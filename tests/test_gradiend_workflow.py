@@ -58,9 +58,23 @@ def test_cli_workflow_data_train_evaluate_rewrite_compare(mirror, tmp_path, caps
     encoder = json.loads((tmp_path / "g" / "encoder.json").read_text())
     assert encoder["pearson"] > 0.8 and encoder["mean_first"] > 0 > encoder["mean_second"]
     assert cli_main(["gradiend", "eval-decoder", "--dir", run]) == 0
+    selection = json.loads((tmp_path / "g" / "selection.json").read_text())
+    assert selection["grid"]["candidates"] == 240 and selection["grid"]["unchanged_model_in_argmax"]
+    assert selection["objective"]["kind"] == "name-prediction" and selection["objective"]["n_prompts"] >= 240
     assert cli_main(["gradiend", "rewrite", "--dir", run, "--metric", "mpi", "--out", str(tmp_path / "model")]) == 0
     from harness.models import load_model
+    from methods.gradiend.workflow import load_artefacts
 
     assert load_model(str(tmp_path / "model")).kind == "masked"
+    artefacts = load_artefacts(tmp_path / "g")  # a CLI folder: no done.json
+    assert artefacts.summary["training"]["selected_seed"] == 0 and "converged" in artefacts.summary["training"]
+    # an explicit candidate: exactly W + α·dec(h*) on the mapped weights
+    assert cli_main(["gradiend", "rewrite", "--dir", run, "--h", "-1", "--alpha", "0.01",
+                     "--out", str(tmp_path / "chosen")]) == 0
+    base, chosen = load_model("zoo:bert-tiny"), load_model(str(tmp_path / "chosen"))
+    flat = lambda lm: torch.cat([dict(lm.model.named_parameters())[n].detach().flatten()  # noqa: E731
+                                 for n in artefacts.param_map.names])
+    expected = flat(base) + 0.01 * artefacts.model.decode(-1.0, 0)
+    torch.testing.assert_close(flat(chosen), expected, rtol=0, atol=0)  # the same fp32 operations
     assert cli_main(["gradiend", "compare", run, run, "--top-k", "100", "--out", str(tmp_path / "o.png")]) == 0
     assert "1.000" in capsys.readouterr().out and (tmp_path / "o.png").is_file()
