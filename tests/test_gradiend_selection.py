@@ -167,8 +167,9 @@ def test_name_prediction_equals_the_hand_computed_sum(which, request):
     prompts = ["My friend, [NAME], repairs engines.", "My friend, [NAME], bakes bread."]
     objective = NamePredictionObjective(lm, prompts, weights)
     p_m, p_f = objective.probabilities(lm)
-    for i, prompt in enumerate(prompts):
-        want_m, want_f = _by_hand(lm, prompt_text(lm, prompt))
+    assert sorted(objective.texts) == sorted(prompt_text(lm, p) for p in prompts)
+    for i, text in enumerate(objective.texts):  # causal LMs score the prompts sorted by length
+        want_m, want_f = _by_hand(lm, text)
         # fp32 softmax vs fp64; the sums are over a handful of tokens of probability ≤ 1
         assert p_m[i].item() == pytest.approx(want_m, abs=1e-5 + 1e-3 * want_m)
         assert p_f[i].item() == pytest.approx(want_f, abs=1e-5 + 1e-3 * want_f)

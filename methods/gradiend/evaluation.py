@@ -173,8 +173,11 @@ class DecoderGrid:
 
     def __init__(self, engine: GradientEngine, objective, neutral: list[str], seed: int, batch_size: int = 64):
         self.engine, self.objective = engine, objective
-        self.neutral_batches = [self._lms_batch(neutral[i:i + batch_size], seed + i)
-                                for i in range(0, len(neutral), batch_size)]
+        # causal: sorted by length for little padding (LMS is a total over tokens, order is free); masked LMs
+        # keep their order, because the seeded 15 % mask is drawn per batch
+        ordered = sorted(neutral, key=len) if engine.lm.kind == "causal" else list(neutral)
+        self.neutral_batches = [self._lms_batch(ordered[i:i + batch_size], seed + i)
+                                for i in range(0, len(ordered), batch_size)]
         self.n_neutral = len(neutral)
 
     def _lms_batch(self, texts: list[str], seed: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
