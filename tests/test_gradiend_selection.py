@@ -193,21 +193,26 @@ def test_selection_prefers_the_unchanged_model_when_every_candidate_is_worse():
     assert select(table, "fpi")["h"] == -1.0  # 0.3·0.49 beats the base's 0.1·0.5
 
 
-def test_a_real_grid_scores_the_base_model_first_and_rejects_destructive_updates(bert_tiny, tiny_engine):
+def test_a_real_grid_scores_the_base_model_first_and_rejects_destructive_updates(smollm2):
+    # SmolLM2, not bert-tiny: bert-tiny's MLM head is untrained, so its LMS is 0 whatever the weights
+    from methods.gradiend.gradients import GradientEngine, select_parameters
     from methods.gradiend.model import Gradiend
 
-    noise = Gradiend.init(tiny_engine.map.dim, [0])
+    engine = GradientEngine(smollm2, select_parameters(smollm2, include=["*.layers.29.mlp.*"]))
+    noise = Gradiend.init(engine.map.dim, [0])
     noise.w_d.normal_(0, 50.0, generator=torch.Generator().manual_seed(0))  # any rewrite wrecks the model
-    objective = NamePredictionObjective(bert_tiny, ["My friend, [NAME], repairs engines.",
-                                                    "My friend, [NAME], bakes bread."], name_weights(bert_tiny, NAMES))
-    sentences = ["The weather was calm and the river flowed slowly past the old mill."] * 4
-    grid = DecoderGrid(tiny_engine, objective, sentences, 0).run(noise, 0, [-10.0, 10.0], [-0.5, 0.5])
+    objective = NamePredictionObjective(smollm2, ["My friend, [NAME], repairs engines.",
+                                                  "My friend, [NAME], bakes bread."], name_weights(smollm2, NAMES))
+    sentences = ["The weather was calm and the river flowed slowly past the old mill.",
+                 "The city council approved the new budget for the public library last week.",
+                 "The train to the capital leaves from the main station at nine in the morning."]
+    before = engine.flat.clone()
+    grid = DecoderGrid(engine, objective, sentences, 0).run(noise, 0, [-10.0, 10.0], [-0.5, 0.5])
     assert len(grid) == 5 and pd.isna(grid["h"].iloc[0])
     assert grid["lms"].iloc[0] > grid["lms"].iloc[1:].max()  # the updates really are destructive
-    before = tiny_engine.flat.clone()
     for metric in ("bpi", "fpi", "mpi"):
         assert select(grid, metric)["unchanged"]
-    torch.testing.assert_close(tiny_engine.flat, before, rtol=0, atol=0)  # candidates were undone
+    torch.testing.assert_close(engine.flat, before, rtol=0, atol=0)  # every candidate was undone
 
 
 def test_old_records_are_judged_by_the_reference_rule_from_their_own_numbers(tmp_path):
@@ -233,3 +238,12 @@ def test_old_records_are_judged_by_the_reference_rule_from_their_own_numbers(tmp
     assert unconverged(SimpleNamespace(variant_steps=json.loads(path.read_text())["variant_steps"]))
     assert json.loads(path.read_text())["scores"] == {"ss": 58.9}
     assert relabel(tmp_path) == []  # idempotent
+
+
+def test_learning_rate_defaults_follow_the_reference_per_family(bert_tiny, smollm2):
+    from methods.gradiend.workflow import Settings
+
+    assert Settings(protocol="full").learning_rate(bert_tiny) == 1e-5  # the ICLR code's default
+    assert Settings(protocol="full").learning_rate(smollm2) == 1e-4  # its Llama configuration
+    assert Settings(protocol="cpu").learning_rate(smollm2) == 1e-3  # the measured cpu deviation
+    assert Settings(protocol="cpu", lr=2e-5).learning_rate(smollm2) == 2e-5

@@ -33,7 +33,7 @@ VERSION = 2
 
 def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
     payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "settings": settings.__dict__,
-               "version": VERSION}
+               "lr": settings.learning_rate(lm), "version": VERSION}
     key = stable_key(payload, 16)
     root = Path(ctx.cache_dir) if ctx.cache_dir else Path(tempfile.gettempdir()) / "gradiend-bench-cache"
     return root / "methods" / "gradiend-shared" / key
@@ -79,6 +79,7 @@ class _Gradiend(WeightChangingMethod):
         out = rewrite(lm, artefacts.param_map, delta, alpha)
         summary = artefacts.summary
         self.notes = {"protocol": settings.protocol, "protocol_requested": ctx.protocol, "artefacts": str(folder),
+                      "lr": settings.learning_rate(lm),
                       "reused_cached_training": artefacts.cache_hit, "classes": summary.get("classes"),
                       "parameters": summary.get("parameters"), "data": summary.get("data"),
                       "selected_seed": summary["training"]["selected_seed"],
