@@ -247,3 +247,19 @@ def test_learning_rate_defaults_follow_the_reference_per_family(bert_tiny, smoll
     assert Settings(protocol="full").learning_rate(smollm2) == 1e-4  # its Llama configuration
     assert Settings(protocol="cpu").learning_rate(smollm2) == 1e-3  # the measured cpu deviation
     assert Settings(protocol="cpu", lr=2e-5).learning_rate(smollm2) == 2e-5
+
+
+def test_race_and_religion_keep_the_class_word_objective(bert_tiny):
+    from methods.gradiend.name_prediction import ClassWordObjective
+
+    texts = ["The [TARGET] family moved to the city.", "Many [TARGET] people live in the north."]
+    objective = ClassWordObjective(bert_tiny, texts, ["black", "christian"], ["white", "muslim"])
+    p1, p2 = objective.probabilities(bert_tiny)
+    for i, (text, first, second) in enumerate(zip(texts, ["black", "christian"], ["white", "muslim"])):
+        enc = bert_tiny.tokenizer(text.replace("[TARGET]", bert_tiny.tokenizer.mask_token), return_tensors="pt")
+        pos = int((enc["input_ids"][0] == bert_tiny.tokenizer.mask_token_id).nonzero())
+        with torch.no_grad():
+            probs = torch.softmax(bert_tiny.model(**enc).logits[0, pos].double(), -1)
+        ids = bert_tiny.tokenizer.convert_tokens_to_ids([first, second])
+        assert p1[i].item() == pytest.approx(float(probs[ids[0]]), abs=1e-6 + 1e-4 * float(probs[ids[0]]))
+        assert p2[i].item() == pytest.approx(float(probs[ids[1]]), abs=1e-6 + 1e-4 * float(probs[ids[1]]))

@@ -78,10 +78,10 @@ class Settings:
         if self.protocol == "full":
             return {"max_templates": None, "filter_names": 16, "max_steps": None, "eval_every": 250,
                     "stop_on_convergence": False, "eval_examples": None, "n_neutral": 1000, "neutral_eval": 200,
-                    "lms_sentences": 1000, "grid": "paper", "screen": None}
+                    "lms_sentences": 1000, "grid": "paper", "screen": None, "class_word_prompts": None}
         return {"max_templates": 400, "filter_names": 4, "max_steps": CPU_MAX_STEPS, "eval_every": 20,
                 "stop_on_convergence": True, "eval_examples": 64, "n_neutral": 400, "neutral_eval": 64,
-                "lms_sentences": 96, "grid": "paper", "screen": 4, "finalists": 8}
+                "lms_sentences": 96, "grid": "paper", "screen": 4, "finalists": 8, "class_word_prompts": 96}
 
     def learning_rate(self, lm: LanguageModel) -> float:
         """``lr``, else the reference's per-model rate: 1e-4 for Llama-architecture models (aieng-lab/gradiend-bias,
@@ -284,7 +284,7 @@ def selection_objective(lm: LanguageModel, settings: Settings, data: GradiendDat
         objective = NamePredictionObjective(lm, texts, weights)
         return objective, {"kind": objective.kind, "prompts": prompt_source, "n_prompts": len(texts),
                            "names": name_source, "n_names": weights.n_names, "n_name_tokens": weights.n_tokens}
-    prompts = class_examples(data, "val", settings.seed + 1, values["eval_examples"] and 96)
+    prompts = class_examples(data, "val", settings.seed + 1, values["class_word_prompts"])
     first = [f if lab > 0 else c for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
     second = [c if lab > 0 else f for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
     objective = ClassWordObjective(lm, prompts.texts, first, second)
