@@ -39,7 +39,7 @@ def main() -> int:
     from methods.gradiend.evaluation import EncoderProbe, class_examples
     from methods.gradiend.gradients import GradientEngine, auto_micro_batch, select_parameters
     from methods.gradiend.training import TrainConfig, train
-    from methods.gradiend.workflow import MEMORY_BUDGET, Settings, plot_convergence, pre_prune, prepare_data
+    from methods.gradiend.workflow import Settings, auto_prune_fraction, plot_convergence, pre_prune, prepare_data
 
     out = args.out or Path("results/perf/gradiend-convergence") / f"{args.model.replace(':', '-')}-lr{args.lr:g}"
     out.mkdir(parents=True, exist_ok=True)
@@ -49,9 +49,9 @@ def main() -> int:
     data = prepare_data(lm, settings, progress=True)
     param_map = select_parameters(lm)
     engine = GradientEngine(lm, param_map, micro_batch=auto_micro_batch(lm))
-    per_dim = 4 * 9
-    if param_map.total * per_dim > MEMORY_BUDGET:
-        param_map.index = pre_prune(engine, data, MEMORY_BUDGET / (param_map.total * per_dim), 8, 0, 32)
+    fraction = auto_prune_fraction(param_map)  # as the adapter's default pre_prune: auto
+    if fraction is not None:
+        param_map.index = pre_prune(engine, data, fraction, 8, 0, 32)
     prepared = time.perf_counter() - started
     rule = ConvergenceRule.named("reference")
     config = TrainConfig(tuple(args.seeds), args.lr, max_steps=args.steps, eval_every=args.eval_every,

@@ -45,23 +45,20 @@ def main() -> int:
         select,
     )
     from methods.gradiend.gradients import GradientEngine
-    from methods.gradiend.name_prediction import NamePredictionObjective, name_weights
-    from methods.gradiend.selection_data import load_name_genders, load_selection_prompts
-    from methods.gradiend.workflow import Settings, load_trained
+    from methods.gradiend.workflow import Settings, load_trained, selection_objective
 
     lm = load_model(args.model)
     gradiend, param_map = load_trained(args.dir)
     data = GradiendData.load(args.dir / "data")
     engine = GradientEngine(lm, param_map)
-    values = Settings(protocol="cpu").protocol_values()
+    settings = Settings(protocol="cpu")
+    values = settings.protocol_values()
     sentences = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
-    prompts = [p.text for p in load_selection_prompts()[0]]
-    weights = name_weights(lm, load_name_genders()[0])
-    full = DecoderGrid(engine, NamePredictionObjective(lm, prompts, weights), sentences, 0)
-    screen = DecoderGrid(engine, NamePredictionObjective(lm, prompts[::args.screen], weights),
-                         sentences[::args.screen], 0)
+    objective, described = selection_objective(lm, settings, data)  # what the adapter's decoder step scores
+    full = DecoderGrid(engine, objective, sentences, 0)
+    screen = DecoderGrid(engine, objective.subset(args.screen), sentences[::args.screen], 0)
     n = len(PAPER_FEATURE_FACTORS) * len(PAPER_ALPHAS)
-    report = {"model": args.model, "candidates": n, "prompts": len(prompts), "lms_sentences": len(sentences),
+    report = {"model": args.model, "candidates": n, "prompts": described["n_prompts"], "lms_sentences": len(sentences),
               "screen_every": args.screen, "finalists_per_metric": args.finalists, "threads": args.threads}
     tables = {}
     for name in (["screened"] if args.skip_full else ["full", "screened"]):

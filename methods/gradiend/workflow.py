@@ -132,6 +132,12 @@ def filter_templates(lm: LanguageModel, data: GradiendData, n_names: int, seed: 
                            "total": int(len(data.templates))}
 
 
+def auto_prune_fraction(param_map: ParamMap) -> float | None:
+    """``pre_prune: auto``: the fraction of weights whose encoder-decoder fits MEMORY_BUDGET, None if all fit."""
+    per_dim = 4 * 9  # W_e, W_d, b_d and two AdamW moments each, fp32, for the seed in training
+    return None if param_map.total * per_dim <= MEMORY_BUDGET else MEMORY_BUDGET / (param_map.total * per_dim)
+
+
 def pre_prune(engine: GradientEngine, data: GradiendData, fraction: float, samples: int, seed: int,
               batch_size: int) -> torch.Tensor:
     """Indices of the top ``fraction`` of weights by mean |∇±W| over ``samples`` batches (both classes)."""
@@ -217,10 +223,7 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
     param_map = select_parameters(lm, settings.include, settings.exclude)
     engine = GradientEngine(lm, param_map, bf16=settings.bf16, micro_batch=auto_micro_batch(lm))
     clock = time.perf_counter()
-    fraction = settings.pre_prune
-    if fraction == "auto":
-        per_dim = 4 * 9  # W_e, W_d, b_d and two AdamW moments each, fp32, for the seed in training
-        fraction = None if param_map.total * per_dim <= MEMORY_BUDGET else MEMORY_BUDGET / (param_map.total * per_dim)
+    fraction = auto_prune_fraction(param_map) if settings.pre_prune == "auto" else settings.pre_prune
     if fraction is not None and fraction < 1:
         param_map.index = pre_prune(engine, data, float(fraction), 8, settings.seed, batch_size)
     timings["pre_prune"] = time.perf_counter() - clock
