@@ -52,7 +52,9 @@ from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_benchmark
 from harness.scoring import MaskedQuery, causal_token_log_probs, masked_log_probs
-from harness.stats import bootstrap_ratio
+from harness.examples import Examples, digest
+from harness.metrics import Metric
+from harness.stats import bootstrap_ratio, bootstrap_score
 
 FILE = "crows_pairs_anonymized.csv"
 COLUMNS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
@@ -195,12 +197,23 @@ def preferences(score1: np.ndarray, score2: np.ndarray, directions: Sequence[str
     return np.where(more_first, diff, -diff).astype(np.int64)
 
 
+def _score(a, w):
+    return 100.0 * (w @ (a["preference"] > 0).astype(np.float64)) / w.sum(1)
+
+
+def pair_examples(used: Sequence["CrowsPair"], prefs: np.ndarray) -> Examples:
+    """Per scored pair: its preference (+1, −1, 0 for a tie) and whether it is a ``stereo`` pair."""
+    return Examples("pair", {"preference": np.asarray(prefs, dtype=np.int8),
+                             "stereo": np.array([p.direction == "stereo" for p in used], dtype=np.uint8)},
+                    digest(f"{p.row}:{p.bias_type}" for p in used))
+
+
 def crows_scores(prefs: np.ndarray, directions: Sequence[str], *, resamples: int = 1000,
                  seed: int = 0) -> dict[str, Score]:
     """Metric and stereo/antistereo sub-scores (ties leave the sub-score denominators) with bootstrap CIs."""
     prefs = np.asarray(prefs)
     success = (prefs > 0).astype(np.float64)
-    scores = {"score": bootstrap_ratio(success, resamples=resamples, seed=seed, scale=100.0)}
+    scores = {"score": bootstrap_score(_score, {"preference": prefs}, len(prefs), resamples=resamples, seed=seed)}
     for direction in DIRECTIONS:
         sel = np.array([d == direction for d in directions], dtype=bool)
         decided = (prefs[sel] != 0).astype(np.float64)
@@ -218,6 +231,8 @@ class CrowSPairs(Benchmark):
                     "batch_rows": Option(int, 512, minimum=1), "resamples": Option(int, 1000, minimum=1)}
     headline = ("score",)
     execution_options = ("batch_rows",)
+    version = 2  # per-pair scores in the record; CIs from harness.stats
+    metrics = (Metric("crows", "score", "CrowS", ideal=50.0, statistic=_score),)
 
     def pairs(self, ctx: RunContext) -> list[CrowsPair]:
         path = ctx.data("crows-pairs", [FILE]).path(FILE)
@@ -243,8 +258,6 @@ class CrowSPairs(Benchmark):
             "N": len(used), "skipped_rows": [p.row for p, k in zip(pairs, kept) if not k],
             "stereo_pairs": directions.count("stereo"), "antistereo_pairs": directions.count("antistereo"),
             "neutral": round(100.0 * float((prefs == 0).mean()), 2) if len(prefs) else 0.0,
-            # one character per scored pair in file order: '+' more stereotypical preferred, '-' less, '=' tie
-            "preferences": "".join("+" if v > 0 else "-" if v < 0 else "=" for v in prefs),
         }
         artifacts = {}
         if getattr(ctx, "artifact_dir", None) is not None:
@@ -257,4 +270,4 @@ class CrowSPairs(Benchmark):
                                       "sent_less_score": float(less_score)}
                                      for p, k, more_score, less_score in zip(pairs, kept, more, less)])
             artifacts["pair_scores"] = str(path)
-        return BenchmarkResult(scores, details=details, artifacts=artifacts)
+        return BenchmarkResult(scores, details=details, artifacts=artifacts, per_example=pair_examples(used, prefs))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from benchmarks.glue_suite import GlueSuite
 from benchmarks.glue_tasks import GLUE_TASKS
+from harness.metrics import Metric
 from harness.registry import register_benchmark
 
 
@@ -18,3 +19,4 @@ from harness.registry import register_benchmark
 class Glue(GlueSuite):
     tasks = GLUE_TASKS
     datasets = tuple(t.dataset for t in GLUE_TASKS)
+    metrics = (Metric("glue", "score", "GLUE"),)  # shown with the record's CI (no joint resampling)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from benchmarks.glue_tasks import Split, TaskSpec, choice_predictions, metric_fn
+from harness.stats import resampled_indices
 
 
 def sample_rows(split: Split, spec: TaskSpec, limit: int | None, seed: int) -> np.ndarray:
@@ -94,12 +95,20 @@ def bootstrap_task(spec: TaskSpec, evaluate: Split, predictions: list[np.ndarray
     metric = metric_fn(spec)
     y, groups = evaluate.labels, evaluate.groups
     value = float(np.mean([metric(y, p, groups) for p in predictions]))
-    rng = np.random.default_rng([seed, 7])
     grouped = spec.kind in ("choice", "multirc")
     if not grouped:
-        idx = rng.integers(0, len(y), size=(resamples, len(y)))
-        stats = np.array([[metric(y[i], p[i], None) for p in predictions] for i in idx]).mean(1)
+        stats = np.array([[metric(y[i], p[i], None) for p in predictions]
+                          for i in resampled_indices(len(y), resamples, [seed, 7])]).mean(1)
         return value, stats
+    units = np.unique(groups)
+    rows_of = [np.flatnonzero(groups == u) for u in units]
+    sizes = np.array([len(r) for r in rows_of])
+    stats = np.empty(resamples)
+    for r, draw in enumerate(resampled_indices(len(units), resamples, [seed, 7])):
+        rows = np.concatenate([rows_of[u] for u in draw])
+        new_groups = np.repeat(np.arange(len(draw)), sizes[draw])  # a unit drawn twice counts twice
+        stats[r] = np.mean([metric(y[rows], p[rows], new_groups) for p in predictions])
+    return value, stats
     units = np.unique(groups)
     rows_of = [np.flatnonzero(groups == u) for u in units]
     sizes = np.array([len(r) for r in rows_of])

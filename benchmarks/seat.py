@@ -32,6 +32,14 @@ observed one, :math:`p = (1 + \\#\\{S(X'_i) \\ge S(X)\\}) / n_\\text{permutation
 
 The leaderboard metric is ``effect_size_mean_abs``, the mean |d| over the bias type's tests (lower is
 better); each test's d and p are recorded as ``effect_size:<test>`` and ``p_value:<test>``.
+
+**Resampling unit.** The record keeps s(w, A, B) of every target sentence (per test, per set), so the
+leaderboard can resample it: a replicate draws each test's X and Y anew from themselves (stratified, so
+|X| and |Y| stay fixed) and recomputes every d with the attribute sets held fixed (they define the concept
+being measured), then mean |d|. With frequency weights :math:`w`,
+:math:`d = (\\bar s_X - \\bar s_Y)/\\sqrt{(\\sum w s^2 - (\\sum w s)^2/N)/(N-1)}`, :math:`N = \\sum w`, which is
+Caliskan's d when every w is 1. (The aieng-lab/bias-bench fork, ``bias_bench/benchmark/seat/weat.py``
+``run_test``, instead resamples the *embedding dimensions*; stimuli are what a replication would redraw.)
 """
 
 from __future__ import annotations
@@ -45,9 +53,12 @@ import numpy as np
 
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.errors import HarnessError
+from harness.examples import Examples, digest
+from harness.metrics import Metric
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_benchmark
+from harness.stats import bootstrap_score, group_sums
 
 SETS = ("targ1", "targ2", "attr1", "attr2")
 TESTS_BY_BIAS = {
@@ -124,6 +135,39 @@ def _exact_count(s: np.ndarray, n: int, threshold: float) -> int:
     return hits
 
 
+def weighted_effect_sizes(a, w: np.ndarray) -> np.ndarray:
+    """[B, tests]: d of every test under frequency weights ``w`` [B, n] over the stored target sentences."""
+    s, test, side = a["association"], a["test"].astype(np.int64), a["side"].astype(np.int64)
+    groups = 2 * test + side  # X then Y of each test, in test order
+    count, total, square = (group_sums(w, v, groups) for v in (np.ones_like(s), s, s * s))
+    nx, ny, sx, sy = count[:, 0::2], count[:, 1::2], total[:, 0::2], total[:, 1::2]
+    n = nx + ny
+    var = (square[:, 0::2] + square[:, 1::2] - (sx + sy) ** 2 / n) / (n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (sx / nx - sy / ny) / np.sqrt(var)
+    return np.where(var > 0, d, 0.0)
+
+
+def mean_abs_effect_size(a, w: np.ndarray) -> np.ndarray:
+    return np.abs(weighted_effect_sizes(a, w)).mean(1)
+
+
+def stimulus_examples(tests: list[str], associations: dict[str, tuple[np.ndarray, np.ndarray]],
+                      sentences: dict[str, tuple[list[str], list[str]]]) -> Examples:
+    """s(w, A, B) of every target sentence, with its test and set (0: X, 1: Y); strata = (test, set)."""
+    s, test, side, ids = [], [], [], []
+    for t, name in enumerate(tests):
+        for k, (values, texts) in enumerate(zip(associations[name], sentences[name])):
+            s.append(np.asarray(values, dtype=np.float64))
+            test += [t] * len(values)
+            side += [k] * len(values)
+            ids += [f"{name}:{k}:{text}" for text in texts]
+    test_a, side_a = np.array(test, dtype=np.uint8), np.array(side, dtype=np.uint8)
+    arrays = {"association": np.concatenate(s), "test": test_a, "side": side_a,
+              "stratum": (2 * test_a + side_a).astype(np.uint8)}
+    return Examples("target sentence", arrays, digest(ids), strata="stratum", labels={"test": list(tests)})
+
+
 # -- data -------------------------------------------------------------------------------------------
 def load_seat_test(path: str | Path) -> dict[str, dict]:
     """Read one SEAT file (one JSON object despite ``.jsonl``); malformed files raise HarnessError.
@@ -171,10 +215,12 @@ class SEAT(Benchmark):
     datasets = ("seat",)
     options_spec = {"tests": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1, comma_text=True),
                     "n_permutations": Option(int, 100_000, minimum=1), "exact_limit": Option(int, 100_000, minimum=0),
-                    "batch_size": Option(int, 64, minimum=1)}
+                    "batch_size": Option(int, 64, minimum=1), "resamples": Option(int, 1000, minimum=0)}
     headline = ("effect_size_mean_abs",)
     execution_options = ("batch_size",)
     reads = "representations"
+    version = 2  # per-sentence associations in the record; a bootstrap CI of mean |d|
+    metrics = (Metric("seat", "effect_size_mean_abs", "SEAT", ideal=0.0, statistic=mean_abs_effect_size),)
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -206,10 +252,12 @@ class SEAT(Benchmark):
         emb = lm.pooled(sentences, normalize=True, batch_size=self.options["batch_size"],
                         progress=ctx.progress).double().numpy()
 
-        scores, per_test = {}, {}
+        scores, per_test, kept, targets = {}, {}, {}, {}
         for test, d in data.items():
             x, y, a, b = ([row[e] for e in d[k]["examples"]] for k in SETS)
             s = association(emb[x + y], emb[a], emb[b])
+            kept[test] = (s[:len(x)], s[len(x):])
+            targets[test] = (d["targ1"]["examples"], d["targ2"]["examples"])
             d_value = effect_size_from_association(s[:len(x)], s[len(x):])
             p, exact = permutation_p_value(s[:len(x)], s[len(x):], n_permutations=self.options["n_permutations"],
                                            exact_limit=self.options["exact_limit"],
@@ -220,10 +268,14 @@ class SEAT(Benchmark):
             per_test[test] = {"effect_size": d_value, "p_value": p, "p_value_method": "exact" if exact else "random",
                               "sizes": {k: len(d[k]["examples"]) for k in SETS},
                               "categories": {k: d[k]["category"] for k in SETS}}
-        mean_abs = float(np.mean([abs(v["effect_size"]) for v in per_test.values()]))
-        scores = {"effect_size_mean_abs": Score(mean_abs, n=len(tests)), **scores}
+        examples = stimulus_examples(tests, kept, targets)
+        mean_abs = bootstrap_score(mean_abs_effect_size, examples.arrays, examples.n, seed=ctx.seed,
+                                   resamples=self.options["resamples"], strata=examples.strata_values)
+        mean_abs.value = float(np.mean([abs(v["effect_size"]) for v in per_test.values()]))  # the exact formula
+        mean_abs.n = len(tests)
+        scores = {"effect_size_mean_abs": mean_abs, **scores}
         return BenchmarkResult(scores, details={"bias_type": ctx.bias_type, "tests": per_test,
-                                                "sentences_encoded": len(sentences)})
+                                                "sentences_encoded": len(sentences)}, per_example=examples)
 
 
 def _test_seed(seed: int, test: str) -> list[int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from benchmarks.glue_suite import GlueSuite
 from benchmarks.glue_tasks import SUPERGLUE_TASKS
+from harness.metrics import Metric
 from harness.registry import register_benchmark
 
 
@@ -19,3 +20,4 @@ from harness.registry import register_benchmark
 class SuperGlue(GlueSuite):
     tasks = SUPERGLUE_TASKS
     datasets = tuple(t.dataset for t in SUPERGLUE_TASKS)
+    metrics = (Metric("superglue", "score", "SuperGLUE"),)  # shown with the record's CI (no joint resampling)

@@ -19,12 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from harness.data.catalog import ResolvedDataset, resolve
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
 from harness.options import Option, defaults_of
+
+if TYPE_CHECKING:
+    from harness.examples import Examples
+    from harness.metrics import Metric
 
 Protocol = Literal["cpu", "full", "finetune-lite", "probe"]
 
@@ -112,6 +116,7 @@ class BenchmarkResult:
     details: dict[str, Any] = field(default_factory=dict)
     protocol: str | None = None  # set when the benchmark ran a protocol other than the context's
     artifacts: dict[str, str] = field(default_factory=dict)
+    per_example: "Examples | None" = None  # what the leaderboard resamples (stored in the record)
 
 
 class Benchmark:
@@ -124,6 +129,8 @@ class Benchmark:
     options_spec: ClassVar[dict[str, Option]] = {}  # typed options (see harness.options); sets default_options
     default_options: ClassVar[dict[str, Any]] = {}
     headline: ClassVar[tuple[str, ...]] = ()  # the metrics a summary table shows (default: all)
+    # what the metrics mean (ideal or direction, label, per-example statistic): see harness.metrics
+    metrics: ClassVar[tuple["Metric", ...]] = ()
     # options that change speed or memory but never the numbers (batch sizes): left out of the config hash
     execution_options: ClassVar[tuple[str, ...]] = ()
     # what the scores are computed from: "predictions" (token log-probs) or "representations" (hidden
@@ -156,6 +163,9 @@ class Method:
     version: ClassVar[int] = 1  # bump when a change alters the numbers, so old records are not reused
     kind: ClassVar[Literal["weight", "post"]]
     acts_on: ClassVar[Literal["weights", "representations", "predictions"]]
+    # False for a method whose result ignores the seed: a grid with several seeds runs it (alone, or after
+    # other seed-free steps) once, under its first seed, and the record says so (config.seed_dependent)
+    seed_dependent: ClassVar[bool] = True
     options_spec: ClassVar[dict[str, Option]] = {}  # typed options (see harness.options); sets default_options
     default_options: ClassVar[dict[str, Any]] = {}
 

@@ -102,7 +102,8 @@ class RunSpec:
 
     def full_config(self) -> dict[str, Any]:
         return {**self.hashed_config(), "benchmark_options": self.benchmark_options, "experiment": self.experiment,
-                "device": self.device, "batch_size": self.batch_size}
+                "device": self.device, "batch_size": self.batch_size,
+                "seed_dependent": self.extra.get("seed_dependent", True)}
 
     @property
     def config_hash(self) -> str:
@@ -267,12 +268,14 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
             steps = parse_variant(variant.name, {**config.method_options, **variant.options})
             variant_options = {step.name: step.options for step in steps}
             method_versions = {step.name: get_method(step.name).version for step in steps}
-            for seed in config.seeds:
+            # a variant whose every step ignores the seed (and the base model) runs once, under the first seed
+            seeded = any(get_method(step.name).seed_dependent for step in steps)
+            for seed in config.seeds if seeded else config.seeds[:1]:
                 for bench in config.benchmarks:
                     benchmark = get_benchmark(bench.name)(**bench.options)
                     versions = {"benchmark": benchmark.version, "methods": method_versions}
                     specs.append(RunSpec(config.name, model, variant.name, variant_options, bench.name,
                                          benchmark.options, seed, config.protocol, config.bias_type, config.device,
-                                         config.batch_size, {"versions": versions,
+                                         config.batch_size, {"versions": versions, "seed_dependent": seeded,
                                                              "execution_options": list(benchmark.execution_options)}))
     return specs

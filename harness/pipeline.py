@@ -160,18 +160,20 @@ def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_sha
     if lm.kind not in benchmark.kinds or blocked:
         reason = blocked or f"{spec.benchmark} does not apply to {lm.kind} LMs"
         scores, details, status, protocol, artifacts = {}, {"reason": reason}, STATUS_NOT_APPLICABLE, spec.protocol, {}
+        per_example = None
     else:
         with torch.no_grad():
             result = benchmark.run(lm, ctx)
         scores, details, status = result.scores, result.details, "ok"
         protocol, artifacts = result.protocol or spec.protocol, result.artifacts
+        per_example = result.per_example.to_json() if result.per_example is not None else None
     return RunRecord(
         model=spec.model, variant=spec.variant, benchmark=spec.benchmark, seed=spec.seed, protocol=protocol,
         bias_type=spec.bias_type, config=spec.full_config(), config_hash=spec.config_hash, scores=scores,
         status=status, details=details, datasets={k: v.provenance() for k, v in ctx.datasets.items()},
         model_origin=lm.origin, variant_steps=steps_log, environment=environment(), git=git_state(),
         started_at=started_at, wall_time_s=round(time.perf_counter() - started + variant_share_s, 3),
-        peak_memory_mb=_peak_memory_mb(), artifacts=artifacts)
+        peak_memory_mb=_peak_memory_mb(), artifacts=artifacts, per_example=per_example)
 
 
 def _prefetch_zoo_models(specs: set[str]) -> None:

@@ -52,6 +52,7 @@ class RunRecord:
     wall_time_s: float = 0.0
     peak_memory_mb: float | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    per_example: dict[str, Any] | None = None  # harness.examples.Examples.to_json(): what the bootstrap resamples
     schema_version: int = RECORD_SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +66,14 @@ class RunRecord:
         data["scores"] = {k: Score.from_dict(v) for k, v in data.get("scores", {}).items()}
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def examples(self):
+        """The decoded per-example scores, or None when the record has none."""
+        from harness.examples import Examples
+
+        if self.per_example is None:
+            return None
+        return Examples.from_json(self.per_example, f"{self.model}/{self.variant} {self.benchmark} seed {self.seed}")
 
     def score(self, metric: str) -> float | None:
         found = self.scores.get(metric)

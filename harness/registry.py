@@ -90,3 +90,16 @@ def method_names() -> list[str]:
 def benchmark_names() -> list[str]:
     load_plugins()
     return sorted(BENCHMARKS)
+
+
+def declared_metrics() -> dict[str, tuple[str, object]]:
+    """Metric key → (benchmark name, :class:`harness.metrics.Metric`) over every installed benchmark."""
+    load_plugins()
+    found: dict[str, tuple[str, object]] = {}
+    for name in sorted(BENCHMARKS):
+        for metric in getattr(BENCHMARKS[name], "metrics", ()):
+            if metric.key in found:
+                raise HarnessError(f"metric key '{metric.key}' is declared by {found[metric.key][0]} and {name}",
+                                   "give one of them another key")
+            found[metric.key] = (name, metric)
+    return found

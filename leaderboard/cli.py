@@ -75,7 +75,7 @@ def cmd_leaderboard(args) -> int:
     _check_outputs(args)
     bias = tuple(_csv_list(args.bias) or ())
     options = dict(bias_type=args.bias_type, models=args.models, bias=bias or None, order=_variant_order(args),
-                   protocol=args.protocol)
+                   protocol=args.protocol, **_interval_options(args))
     if args.output_dir:
         for fmt, ext in EXTENSIONS.items():
             _write(Path(args.output_dir) / f"leaderboard.{ext}", render(args.results, fmt, args.all_metrics, **options))
@@ -115,15 +115,36 @@ def update_readme(path: Path, markdown: str) -> None:
         path.chmod(mode)  # the atomic write creates a private temporary file
 
 
+def _interval_options(args) -> dict:
+    return dict(intervals=args.intervals, replicates=args.replicates, seed=args.bootstrap_seed,
+                rank_input=args.rank_input, **({"latex_intervals": args.latex_intervals}
+                                               if hasattr(args, "latex_intervals") else {}))
+
+
+def _add_interval_flags(parser: argparse.ArgumentParser) -> None:
+    from leaderboard.bootstrap import RANK_INPUTS
+
+    parser.add_argument("--intervals", action=argparse.BooleanOptionalAction, default=True,
+                        help="95%% paired-bootstrap intervals for every rank, Mean and LMS, and P(>base) "
+                             "(default on; needs per-example scores in the records)")
+    parser.add_argument("--replicates", type=_positive_int, default=1000, help="bootstrap replicates (default 1000)")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--rank-input", choices=RANK_INPUTS, default="point",
+                        help="rank point estimates (default) or bootstrap means (the aieng-lab fork's tables)")
+
+
 def cmd_plot(args) -> int:
+    from leaderboard.bootstrap import build_board
     from leaderboard.plots import write_plots
-    from leaderboard.ranking import DEFAULT_BIAS, build
+    from leaderboard.ranking import DEFAULT_BIAS
     from leaderboard.table import select_records
 
     ensure_writable_dir(args.output, "--output folder")
     records = select_records(args.results, args.bias_type, args.models, args.protocol)
-    board = build(records, bias=tuple(_csv_list(args.bias) or DEFAULT_BIAS), order=_variant_order(args),
-                  models=args.models, bias_type=args.bias_type)
+    options = _interval_options(args)
+    options.pop("latex_intervals", None)
+    board = build_board(records, bias=tuple(_csv_list(args.bias) or DEFAULT_BIAS), order=_variant_order(args),
+                        models=args.models, bias_type=args.bias_type, **options)
     written = write_plots(board, Path(args.output))
     for path in written:
         print(f"wrote {path}")
@@ -172,8 +193,8 @@ def cmd_compare(args) -> int:
 
     records = latest_records([r for r in load_records(Path(args.results)) if r.bias_type == args.bias_type
                               and (args.protocol is None or requested_protocol(r) == args.protocol)])
-    rows = compare(records, args.a, args.b, args.metric, models=args.models, results_dir=Path(args.results),
-                   resamples=args.resamples, seed=args.seed)
+    rows = compare(records, args.a, args.b, args.metric, models=args.models, resamples=args.resamples,
+                   seed=args.seed)
     print(to_json(rows) if args.json else table(rows, args.a, args.b))
     return 0
 
@@ -194,6 +215,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", help="take the variant order from this experiment config")
     parser.add_argument("--all-metrics", action="store_true",
                         help="per-model table: every metric, not only headline ones")
+    _add_interval_flags(parser)
+    parser.add_argument("--latex-intervals", action="store_true", help="LaTeX: show the intervals too")
     parser.set_defaults(func=cmd_leaderboard)
 
 
@@ -204,6 +227,7 @@ def register_plot(subparsers) -> None:
     parser.add_argument("--bias", help="bias columns, comma-separated (default ss,seat; also crows)")
     parser.add_argument("--variants", help="configured variant order, comma-separated")
     parser.add_argument("--config", help="take the variant order from this experiment config")
+    _add_interval_flags(parser)
     parser.set_defaults(func=cmd_plot)
 
 
@@ -222,7 +246,7 @@ def register_compare(subparsers) -> None:
     parser = subparsers.add_parser("compare", help="paired bootstrap comparison of two variants on the same examples")
     parser.add_argument("a", metavar="A", help="variant A, e.g. gradiend+inlp")
     parser.add_argument("b", metavar="B", help="variant B, e.g. cda+inlp")
-    parser.add_argument("--metric", default="ss", help="ss, lms, icat (StereoSet) or crows (default ss)")
+    parser.add_argument("--metric", default="ss", help="ss, lms, icat (StereoSet), crows or seat (default ss)")
     _add_selection(parser)
     parser.add_argument("--model", dest="models", action="append", help="only this model (repeatable)")
     parser.add_argument("--resamples", type=_positive_int, default=10_000, help="bootstrap resamples (default 10000)")

@@ -2,7 +2,7 @@
 
 Proportional rank, per base model m and bias metric k: the n variants with a score for (m, k) (the base
 model included) are sorted from worst to best by their distance from the metric's ideal value,
-``d = |score − ideal|`` (SS and CrowS: ideal 50; SEAT mean |effect size|: ideal 0), with a *stable* sort
+``d = |score − ideal|`` (the benchmark declares it: SS and CrowS 50, SEAT mean |effect size| 0), with a *stable* sort
 over the configured variant order (ties are not averaged: the earlier-configured variant ranks lower).
 The variant at 0-based position i gets
 
@@ -63,16 +63,21 @@ class QualityColumn:
     scale: float = 1.0  # multiply record values by this for display (records already hold ×100 scores)
 
 
-BIAS_COLUMNS: dict[str, BiasColumn] = {
-    "ss": BiasColumn("ss", "SS", "stereoset", "ss", 50.0),
-    "seat": BiasColumn("seat", "SEAT", "seat", "effect_size_mean_abs", 0.0),
-    "crows": BiasColumn("crows", "CrowS", "crows", "score", 50.0),
-}
-QUALITY_COLUMNS: dict[str, QualityColumn] = {
-    "lms": QualityColumn("lms", "LMS", "stereoset", "lms"),
-    "glue": QualityColumn("glue", "GLUE", "glue", "score"),
-    "superglue": QualityColumn("superglue", "SuperGLUE", "superglue", "score"),
-}
+def bias_columns() -> dict[str, BiasColumn]:
+    """Every bias metric a benchmark declares (:class:`harness.metrics.Metric` with an ideal), by key."""
+    from harness.registry import declared_metrics
+
+    return {k: BiasColumn(k, m.label, b, m.score, m.ideal) for k, (b, m) in declared_metrics().items() if m.is_bias}
+
+
+def quality_columns() -> dict[str, QualityColumn]:
+    """Every quality metric a benchmark declares, by key."""
+    from harness.registry import declared_metrics
+
+    return {k: QualityColumn(k, m.label, b, m.score, m.scale) for k, (b, m) in declared_metrics().items()
+            if not m.is_bias}
+
+
 DEFAULT_BIAS = ("ss", "seat")
 DEFAULT_QUALITY = ("lms", "glue", "superglue")
 
@@ -156,6 +161,16 @@ class Row:
     models: dict[str, list[str]] = field(default_factory=dict)  # column key → models that entered the value
     # ids of the columns built on an unconverged GRADIEND: bias/quality keys, "<key>_delta", "mean"
     unconverged: set[str] = field(default_factory=set)
+    # column id (bias/quality key, "<key>_delta", "mean") → 95 % interval (leaderboard.bootstrap)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    p_better: float | None = None  # P(Mean above the base model's) over the bootstrap replicates
+
+    def distinguishable(self, confidence: float = 0.95) -> bool | None:
+        """Whether the Mean differs from the base model's at this confidence (None: not bootstrapped)."""
+        if self.p_better is None:
+            return None
+        alpha = 1 - confidence
+        return self.p_better >= 1 - alpha / 2 or self.p_better <= alpha / 2
 
 
 @dataclass
@@ -173,6 +188,12 @@ class Leaderboard:
     protocols: dict[str, list[str]] = field(default_factory=dict)  # recorded protocol → benchmarks
     # (model, variant, column key) of the ``scores`` built on an unconverged GRADIEND
     unconverged_scores: set[tuple[str, str, str]] = field(default_factory=set)
+    order: list[str] = field(default_factory=list)  # configured variant order (breaks rank ties)
+    # (model, variant, column key) → 95 % interval of the raw score (bias scores unscaled), when bootstrapped
+    score_intervals: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
+    replicates: int | None = None  # bootstrap replicates behind the intervals (None: no intervals)
+    confidence: float = 0.95
+    rank_input: str = "point"
 
 
 def variant_order(variants: Iterable[str], configured: Sequence[str] | None = None) -> list[str]:
@@ -205,29 +226,34 @@ def method_kinds(variant: str, records: Sequence[RunRecord]) -> tuple[bool, bool
 
 def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
           quality: Sequence[str] = DEFAULT_QUALITY, order: Sequence[str] | None = None,
-          models: Sequence[str] | None = None, bias_type: str = "gender") -> Leaderboard:
-    """The leaderboard of ``records`` (already reduced to the newest record per cell)."""
+          models: Sequence[str] | None = None, bias_type: str = "gender",
+          rank_values: dict[tuple[str, str, str], float] | None = None) -> Leaderboard:
+    """The leaderboard of ``records`` (already reduced to the newest record per cell).
+
+    ``rank_values``: (model, variant, bias key) → the value to rank instead of the point estimate (e.g. the
+    bootstrap mean, :mod:`leaderboard.bootstrap`)."""
     from harness.errors import HarnessError
 
+    known_bias, known_quality = bias_columns(), quality_columns()
     for key in bias:
-        if key not in BIAS_COLUMNS:
-            raise HarnessError(f"unknown bias column '{key}'", f"choose from: {', '.join(BIAS_COLUMNS)}")
+        if key not in known_bias:
+            raise HarnessError(f"unknown bias column '{key}'", f"choose from: {', '.join(known_bias)}")
     for key in quality:
-        if key not in QUALITY_COLUMNS:
-            raise HarnessError(f"unknown quality column '{key}'", f"choose from: {', '.join(QUALITY_COLUMNS)}")
+        if key not in known_quality:
+            raise HarnessError(f"unknown quality column '{key}'", f"choose from: {', '.join(known_quality)}")
     records = [r for r in records if r.bias_type == bias_type and (not models or r.model in models)]
     model_list = [m for m in (models or sorted({r.model for r in records})) if any(r.model == m for r in records)]
     variants = variant_order((r.variant for r in records), order)
     cells = aggregate(records)
-    bias_cols = [BIAS_COLUMNS[k] for k in bias]
-    quality_cols = [QUALITY_COLUMNS[k] for k in quality]
+    bias_cols = [known_bias[k] for k in bias]
+    quality_cols = [known_quality[k] for k in quality]
     flagged = {(r.model, r.variant, r.benchmark) for r in records if r.status != STATUS_NOT_APPLICABLE
                and unconverged(r)}
 
     per_model: dict[tuple[str, str], dict[str, float]] = {}
     for col in bias_cols:
         for model in model_list:
-            scored = [(v, col.distance(c.value)) for v in variants
+            scored = [(v, col.distance((rank_values or {}).get((model, v, col.key), c.value))) for v in variants
                       if isinstance(c := lookup(cells, model, v, col.benchmark, col.metric), Cell)]
             per_model[(model, col.key)] = proportional_ranks(scored)
 
@@ -273,7 +299,7 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
         if rec.status != STATUS_NOT_APPLICABLE:  # a skipped run's protocol is only the configured one
             protocols[rec.protocol].add(rec.benchmark)
     return Leaderboard(bias_cols, quality_cols, rows, model_list, bias_type, per_model, seeds, scores,
-                       {p: sorted(b) for p, b in sorted(protocols.items())}, marked)
+                       {p: sorted(b) for p, b in sorted(protocols.items())}, marked, variants)
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:

@@ -129,12 +129,15 @@ def select_records(results_dir: str | Path, bias_type: str = "gender", models: l
 
 def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False, *, bias_type: str = "gender",
            models: list[str] | None = None, bias: tuple[str, ...] | None = None, order: list[str] | None = None,
-           protocol: str | None = None) -> str:
-    """The leaderboard of the records under ``results_dir`` in one of :data:`FORMATS`."""
+           protocol: str | None = None, intervals: bool = True, replicates: int = 1000, seed: int = 0,
+           rank_input: str = "point", latex_intervals: bool = False) -> str:
+    """The leaderboard of the records under ``results_dir`` in one of :data:`FORMATS` (with bootstrap intervals
+    unless ``intervals`` is off; see :mod:`leaderboard.bootstrap`)."""
     from tabulate import tabulate
 
     from leaderboard import export, html
-    from leaderboard.ranking import DEFAULT_BIAS, build
+    from leaderboard.bootstrap import build_board
+    from leaderboard.ranking import DEFAULT_BIAS
 
     records = select_records(results_dir, bias_type, models, protocol)
     if fmt == "long-csv":
@@ -150,13 +153,14 @@ def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = F
     per_model_marked = any(cell.endswith(f" {MARK}") for row in rows for cell in row[2:])
     if fmt == "scores":
         return per_model + "\n" + ("\n" + export.footnote() + "\n" if per_model_marked else "")
-    board = build(records, bias=bias or DEFAULT_BIAS, order=order, models=models, bias_type=bias_type)
+    board = build_board(records, bias=bias or DEFAULT_BIAS, order=order, models=models, bias_type=bias_type,
+                        intervals=intervals, replicates=replicates, seed=seed, rank_input=rank_input)
     if fmt == "markdown":
         return export.to_markdown(board, per_model, per_model_marked)
     if fmt == "csv":
         return export.to_csv(board)
     if fmt == "latex":
-        return export.to_latex(board)
+        return export.to_latex(board, intervals=latex_intervals)
     if fmt == "html":
         return html.to_html(board)
     return export.to_text(board)

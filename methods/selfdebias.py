@@ -127,6 +127,7 @@ class SelfDebias(PostProcessingMethod):
 
     version = 1
     acts_on = "predictions"
+    seed_dependent = False  # fixed prompts, no sampling, no training
     options_spec = {"prefixes": Option(list, None, allow_none=True, items=Option(str, ""), min_items=1),
                     "decay_constant": Option(float, 50.0, minimum=0), "epsilon": Option(float, 0.01, above=0)}
 

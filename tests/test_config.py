@@ -11,12 +11,21 @@ GOOD = {"name": "t", "models": ["zoo:bert-tiny"], "benchmarks": ["lm-quality"]}
 
 
 def test_defaults_and_expansion():
-    config = parse_config({**GOOD, "seeds": [0, 1]})
+    config = parse_config({**GOOD, "seeds": [0, 1], "variants": ["inlp"]})
     specs = expand(config)
     assert [s.seed for s in specs] == [0, 1]
-    assert specs[0].variant == "base" and specs[0].protocol == "cpu"
+    assert specs[0].variant == "inlp" and specs[0].protocol == "cpu"
     assert specs[0].benchmark_options["n_sentences"] == 1000  # defaults resolved into the hashed config
     assert specs[0].config_hash != specs[1].config_hash
+
+
+def test_seed_free_variants_run_once_and_say_so():
+    config = parse_config({**GOOD, "seeds": [3, 1, 2], "variants": ["base", "selfdebias", "inlp", "cda+selfdebias"]})
+    seeds = {}
+    for spec in expand(config):
+        seeds.setdefault(spec.variant, []).append((spec.seed, spec.full_config()["seed_dependent"]))
+    assert seeds == {"base": [(3, False)], "selfdebias": [(3, False)],
+                     "inlp": [(3, True), (1, True), (2, True)], "cda+selfdebias": [(3, True), (1, True), (2, True)]}
 
 
 def test_hash_ignores_execution_settings_but_not_options():

@@ -154,8 +154,9 @@ def test_gender_run_on_both_zoo_models(any_lm, mirror, tmp_path, monkeypatch):
     score, details = result.scores["score"], result.details
     assert details["N"] == score.n == 262 and details["stereo_pairs"] == 159 and details["antistereo_pairs"] == 103
     assert 0 <= score.low <= score.value <= score.high <= 100
-    assert len(details["preferences"]) == 262
-    assert score.value == pytest.approx(100 * details["preferences"].count("+") / 262)
+    prefs = result.per_example.arrays["preference"]
+    assert len(prefs) == 262 and result.per_example.arrays["stereo"].sum() == 159
+    assert score.value == pytest.approx(100 * (prefs > 0).sum() / 262)
     assert ctx.datasets["crows-pairs"].files
     rows = json.loads(open(result.artifacts["pair_scores"]).read())
     assert len(rows) == 262 and all(r["kept"] for r in rows)

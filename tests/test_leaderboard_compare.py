@@ -1,4 +1,4 @@
-"""`gradiend-bench compare`: paired bootstrap on synthetic per-example scores with a known difference."""
+"""`gradiend-bench compare`: paired bootstrap on per-example scores stored in the records, with known differences."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ import pytest
 from harness.cli import main
 from harness.errors import HarnessError
 from leaderboard.compare import compare, p_two_sided
+from harness.examples import Examples, digest
 from leaderboard_records import make_record, write
 
 N = 400
 
 
-def crows(model, variant, plus, seed=0):
-    prefs = "+" * plus + "-" * (N - plus)
-    return make_record(model, variant, "crows", {"score": 100 * plus / N}, seed=seed,
-                       details={"preferences": prefs, "skipped_rows": [3], "pairs_in_file": N + 1,
-                                "bias_type": "gender"})
+def crows(model, variant, plus, seed=0, ids="pairs"):
+    prefs = np.array([1] * plus + [-1] * (N - plus), dtype=np.int8)
+    rec = make_record(model, variant, "crows", {"score": 100 * plus / N}, seed=seed)
+    rec.per_example = Examples("pair", {"preference": prefs, "stereo": np.ones(N, np.uint8)},
+                               digest(f"{ids}{i}" for i in range(N))).to_json()
+    return rec
 
 
 def test_known_difference_on_crows(tmp_path, capsys):
@@ -56,23 +58,24 @@ def test_p_value_is_two_sided():
 
 
 def test_errors_name_the_fix(tmp_path):
-    with pytest.raises(HarnessError, match="SEAT keeps no per-example scores"):
-        compare([], "a", "b", "seat")
+    with pytest.raises(HarnessError, match="compare has no metric 'glue'.*choose one of: crows, icat, lms, seat, ss"):
+        compare([], "a", "b", "glue")
     with pytest.raises(HarnessError, match="no model has crows records of both"):
         compare([crows("m", "a", 10)], "a", "b", "crows")
-    other = crows("m", "b", 10)
-    other.details["skipped_rows"] = []
     with pytest.raises(HarnessError, match="not scored on the same crows examples"):
-        compare([crows("m", "a", 10), other], "a", "b", "crows")
-    no_files = [make_record("m", v, "stereoset", {"ss": 50.0}, details={"split": "dev"},
-                            artifacts={"predictions": str(tmp_path / f"{v}.json")}) for v in ("a", "b")]
-    with pytest.raises(HarnessError, match="per-example file of m/a stereoset seed 0 is missing.*rerun"):
-        compare(no_files, "a", "b", "ss", results_dir=tmp_path)
+        compare([crows("m", "a", 10), crows("m", "b", 10, ids="other")], "a", "b", "crows")
+    old = [make_record("m", v, "stereoset", {"ss": 50.0}) for v in ("a", "b")]
+    with pytest.raises(HarnessError, match="stereoset record of m/a seed 0 has no per-example scores.*re-run"):
+        compare(old, "a", "b", "ss")
+    broken = crows("m", "b", 10)
+    broken.per_example["arrays"]["preference"]["data"] = "not base64!"
+    with pytest.raises(HarnessError, match="m/b crows seed 0: per-example array is corrupt"):
+        compare([crows("m", "a", 10), broken], "a", "b", "crows")
 
 
-def test_stereoset_on_the_real_gold_file(tmp_path, mirror):
+def test_stereoset_on_the_real_gold_file(mirror):
     """Synthetic predictions over the real dev clusters; the point values equal the benchmark's own evaluation."""
-    from benchmarks.stereoset import evaluate, load_clusters
+    from benchmarks.stereoset import cluster_examples, evaluate, load_clusters
     from harness.data.catalog import resolve
 
     path = resolve("stereoset-dev", ["dev.jsonl"]).path("dev.jsonl")
@@ -84,10 +87,9 @@ def test_stereoset_on_the_real_gold_file(tmp_path, mirror):
         preds["b"].update({s: 0.5 if i % 3 else 0.9, a: 0.9 if i % 3 else 0.5, u: 0.95 if i % 2 else 0.1})
     records = []
     for v, scores in preds.items():
-        file = tmp_path / f"{v}.json"
-        file.write_text(json.dumps({"intrasentence": [{"id": k, "score": x} for k, x in scores.items()]}))
-        records.append(make_record("m", v, "stereoset", {"ss": 0.0}, details={"split": "dev", "ss_domain": "gender"},
-                                   artifacts={"predictions": str(file)}))
+        rec = make_record("m", v, "stereoset", {"ss": 0.0})
+        rec.per_example = cluster_examples(clusters, scores, ss_domain="gender").to_json()
+        records.append(rec)
     for metric, domain in (("ss", "gender"), ("lms", "overall"), ("icat", "overall")):
         raw = compare(records, "a", "b", metric, resamples=300)[0]
         want_a = evaluate(clusters, preds["a"])[domain][metric].value
@@ -95,6 +97,22 @@ def test_stereoset_on_the_real_gold_file(tmp_path, mirror):
         assert (raw.a, raw.b) == (pytest.approx(want_a), pytest.approx(want_b))
         assert raw.low <= raw.diff <= raw.high and raw.p_value < 0.01
     assert compare(records, "a", "b", "ss", resamples=300)[0].a == 100.0
-    records[1].datasets = {"stereoset-dev": {"sha256": {"dev.jsonl": "0" * 64}}}
-    with pytest.raises(HarnessError, match="differs from the one m/b was scored on"):
-        compare(records, "a", "b", "ss", resamples=10)
+
+
+def test_seat_comparison_from_stored_associations():
+    """SEAT resamples target sentences within each test's X and Y; B's X sentences are less associated."""
+    from benchmarks.seat import effect_size_from_association, stimulus_examples
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0.05, 0.02, 30), rng.normal(0.0, 0.02, 30)
+    texts = ([f"x{i}" for i in range(30)], [f"y{i}" for i in range(30)])
+    records = []
+    for v, shift in (("a", 0.0), ("b", -0.04)):
+        rec = make_record("m", v, "seat", {"effect_size_mean_abs": 0.0})
+        rec.per_example = stimulus_examples(["t"], {"t": (x + shift, y)}, {"t": texts}).to_json()
+        records.append(rec)
+    raw, bias = compare(records, "a", "b", "seat", resamples=2000)
+    assert raw.a == pytest.approx(abs(effect_size_from_association(x, y)), rel=1e-9)
+    assert raw.b == pytest.approx(abs(effect_size_from_association(x - 0.04, y)), rel=1e-9)
+    assert raw.diff > 0 and raw.low > 0 and raw.p_value < 0.01
+    assert bias.quantity == "|seat − 0|"

@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.seat import SEAT, SETS, TESTS_BY_BIAS, association, effect_size, load_seat_test, permutation_p_value
+from benchmarks.seat import (
+    SEAT,
+    SETS,
+    TESTS_BY_BIAS,
+    association,
+    effect_size,
+    effect_size_from_association,
+    load_seat_test,
+    permutation_p_value,
+    stimulus_examples,
+    weighted_effect_sizes,
+)
 from harness.api import RunContext
 from harness.errors import HarnessError
 
@@ -105,8 +116,24 @@ def test_gender_seat_runs_on_both_zoo_models(any_lm, mirror):
     sizes = [result.scores[f"effect_size:{t}"].value for t in tests]
     assert all(math.isfinite(d) and abs(d) < 2 for d in sizes)  # |d| ≤ 2 for equal-size target sets
     assert all(1 / 5000 <= result.scores[f"p_value:{t}"].value <= 1 for t in tests)
-    assert abs(result.scores["effect_size_mean_abs"].value - np.mean(np.abs(sizes))) < 1e-12
+    mean_abs = result.scores["effect_size_mean_abs"]
+    assert abs(mean_abs.value - np.mean(np.abs(sizes))) < 1e-12
+    assert mean_abs.low <= mean_abs.value <= mean_abs.high
     assert result.details["tests"]["sent-weat6"]["p_value_method"] == "random"
+    # the stored per-sentence associations reproduce every d (fp64 sums of ~100 terms: 1e-9 is generous)
+    examples = result.per_example
+    assert examples.n == sum(result.details["tests"][t]["sizes"]["targ1"] * 2 for t in tests)
+    np.testing.assert_allclose(weighted_effect_sizes(examples.arrays, np.ones((1, examples.n)))[0], sizes, atol=1e-9)
+
+
+def test_weighted_effect_size_is_caliskans_d_of_the_resampled_sets():
+    """Frequency weights equal repeating sentences: weight 2 on x_0 is the d of X with x_0 listed twice."""
+    s_x, s_y = np.array([0.8, 0.0, 0.3]), np.array([-0.6, 0.28, 0.1])
+    examples = stimulus_examples(["t"], {"t": (s_x, s_y)}, {"t": (["x0", "x1", "x2"], ["y0", "y1", "y2"])})
+    w = np.array([[1, 1, 1, 1, 1, 1], [2, 0, 1, 1, 1, 1]], dtype=float)
+    got = weighted_effect_sizes(examples.arrays, w)[:, 0]
+    assert got[0] == pytest.approx(effect_size_from_association(s_x, s_y), abs=1e-12)
+    assert got[1] == pytest.approx(effect_size_from_association([0.8, 0.8, 0.3], s_y), abs=1e-12)
 
 
 GOOD = {k: {"category": k, "examples": [f"{k} one.", f"{k} two."]} for k in SETS}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.examples import Examples, digest
 from benchmarks.stereoset import (
     Cluster,
     causal_sentence_scores,
@@ -49,10 +50,14 @@ def test_metrics_by_hand():
 def test_bootstrap_interval_is_seeded_and_contains_the_value():
     rng = np.random.default_rng(0)
     pro, related = (rng.random(300) < 0.6).astype(float), rng.integers(0, 3, 300).astype(float)
-    terms = np.array([f"t{i % 20}" for i in range(300)])
-    a = stereoset_metrics(pro, related, terms, resamples=500, seed=1)
-    b = stereoset_metrics(pro, related, terms, resamples=500, seed=1)
+    arrays = {"pro": pro.astype(np.uint8), "related": related.astype(np.uint8),
+              "term": np.arange(300, dtype=np.int32) % 20, "ss_domain": np.ones(300, np.uint8)}
+    examples = Examples("cluster", arrays, digest(map(str, range(300))))
+    a = stereoset_metrics(examples, resamples=500, seed=1)
+    b = stereoset_metrics(examples, resamples=500, seed=1)
     assert a == b
+    # every term has 15 clusters, so the macro mean equals the plain mean
+    assert a["ss"].value == pytest.approx(100 * pro.mean()) and a["lms"].value == pytest.approx(50 * related.mean())
     for score in a.values():
         assert score.low <= score.value <= score.high and score.high - score.low < 20
 
