@@ -80,3 +80,29 @@ def test_bad_backend_and_missing_scheduler(config):
         run_experiment(config, backend="ray")
     with pytest.raises(HarnessError, match="needs a scheduler"):
         run_experiment(config, backend="dask")
+
+
+def test_records_carry_per_example_scores_the_leaderboard_resamples(tmp_path, mirror, capsys):
+    """Real bert-tiny records of a seeded and a seed-free variant: the leaderboard bootstraps them end to end."""
+    from harness.cli import main
+
+    config = parse_config({"name": "e2e", "models": ["zoo:bert-tiny"], "variants": ["base", "inlp"], "seeds": [0, 1],
+                           "method_options": {"inlp": {"n_per_class": 300}},
+                           "benchmarks": ["crows", {"name": "seat", "options": {"n_permutations": 200,
+                                                                                "tests": ["sent-weat6"]}}],
+                           "results_dir": str(tmp_path / "runs")})
+    summary = run_experiment(config, progress=False)
+    records = [read_record(p) for p in summary.written]
+    assert sorted((r.variant, r.seed) for r in records if r.benchmark == "crows") == [("base", 0), ("inlp", 0),
+                                                                                         ("inlp", 1)]
+    for rec in records:
+        examples = rec.examples()
+        assert examples.n == {"crows": 262, "seat": 128}[rec.benchmark]
+        assert rec.config["seed_dependent"] == (rec.variant == "inlp")
+    assert main(["leaderboard", "--results", str(tmp_path / "runs"), "--bias", "crows,seat", "--format", "csv",
+                 "--replicates", "200"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header, rows = out[0].split(","), {line.split(",")[0]: line.split(",") for line in out[1:]}
+    low, high, point = (float(rows["inlp"][header.index(k)]) for k in ("mean_lo", "mean_hi", "mean"))
+    assert 0 <= low <= point <= high <= 1
+    assert 0 <= float(rows["inlp"][header.index("p_better_than_base")]) <= 1
