@@ -3,7 +3,13 @@
 Every renderer is a pure function of the leaderboard: no timestamps, fixed float formatting, so identical
 records give byte-identical files. A cell built on a GRADIEND that did not converge carries
 :data:`~leaderboard.flags.MARK` (in LaTeX a superscript dagger), and then, and only then, the table gets the
-footnote; the CSV keeps its numbers and lists such cells' column names in its last column, ``unconverged``.
+footnote; the CSV keeps its numbers and lists such cells' column names in its column ``unconverged``.
+
+When the board carries bootstrap intervals (``board.replicates`` set, :mod:`leaderboard.bootstrap`), cells read
+``0.72 [0.55, 0.86]``, a ``P(>base)`` column follows, names of variants not distinguishable from the base model
+get :data:`SAME`, and the CSV gains ``<column>_lo``/``<column>_hi`` after every numeric column plus
+``p_better_than_base`` and ``distinguishable_from_base`` at the end (LaTeX only with ``intervals=True``).
+Without intervals every export is as it was before intervals existed.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from leaderboard.ranking import NA, Leaderboard, Row
 DASH = "–"  # not applicable (the paper's dash)
 MINUS = "−"  # typographic minus for signed differences
 CHECK, CROSS = "✓", "✗"
+SAME = "≈"  # after a variant's name: its Mean is not distinguishable from the base model's
+P_BETTER = "P(>base)"
 
 
 @dataclass(frozen=True)
 class Column:
-    """One displayed column: ``kind`` is flag, rank, mean, delta or raw; ``key`` names the metric."""
+    """One displayed column: ``kind`` is flag, rank, mean, delta, raw or p (P(>base)); ``key`` names the metric."""
 
     kind: str
     key: str
@@ -34,7 +42,13 @@ def columns(board: Leaderboard) -> list[Column]:
     cols += [Column("rank", c.key, c.label) for c in board.bias_columns]
     for c in board.quality_columns:
         cols += [Column("delta", c.key, f"{c.label} (Δ)"), Column("raw", c.key, c.label)]
+    if has_intervals(board):
+        cols.append(Column("p", "p_better", P_BETTER))
     return cols
+
+
+def has_intervals(board: Leaderboard) -> bool:
+    return board.replicates is not None
 
 
 def column_id(col: Column) -> str:
@@ -48,6 +62,8 @@ def value(row: Row, col: Column) -> float | bool | str | None:
         return row.weight if col.key == "weight" else row.post
     if col.kind == "mean":
         return row.mean
+    if col.kind == "p":
+        return row.p_better
     if col.kind == "rank":
         return row.bias[col.key]
     if col.kind == "raw":
@@ -60,8 +76,25 @@ def value(row: Row, col: Column) -> float | bool | str | None:
 
 
 def marked(row: Row, col: Column) -> bool:
-    """Whether the cell shows a number built on an unconverged GRADIEND (flags and dashes are never marked)."""
-    return column_id(col) in row.unconverged and isinstance(value(row, col), float)
+    """Whether the cell shows a number built on an unconverged GRADIEND (flags and dashes are never marked);
+    P(>base) is built on the Mean."""
+    return ("mean" if col.kind == "p" else column_id(col)) in row.unconverged and isinstance(value(row, col), float)
+
+
+def interval(board: Leaderboard, row: Row, col: Column) -> tuple[float, float] | None:
+    """The cell's bootstrap interval, where the board has intervals and the cell shows a number."""
+    if not has_intervals(board) or col.kind in ("flag", "p") or not isinstance(value(row, col), float):
+        return None
+    return row.intervals.get(column_id(col))
+
+
+def indistinct(board: Leaderboard, row: Row) -> bool:
+    """Whether the row's Mean is *not* distinguishable from the base model's (False where unknown)."""
+    return has_intervals(board) and row.distinguishable(board.confidence) is False
+
+
+def name_text(board: Leaderboard, row: Row) -> str:
+    return f"{row.name} {SAME}" if indistinct(board, row) else row.name
 
 
 def any_marked(board: Leaderboard) -> bool:
@@ -82,24 +115,30 @@ def fmt_number(x: float, digits: int = 2, signed: bool = False, minus: str = MIN
     return ("+" + text) if signed else text
 
 
-def cell_text(cell, col: Column, arrows: bool = True) -> str:
+def interval_text(bounds: tuple[float, float], signed: bool = False, minus: str = MINUS) -> str:
+    """``[0.55, 0.86]``; signed (for Δ columns): ``[−1.10, +1.20]``."""
+    return "[" + ", ".join(fmt_number(b, signed=signed, minus=minus) for b in bounds) + "]"
+
+
+def cell_text(cell, col: Column, arrows: bool = True, bounds: tuple[float, float] | None = None) -> str:
+    """The shown cell; ``bounds``: its interval, written after the number (and before a Δ's arrow)."""
     if cell is None:
         return ""
     if cell == NA:
         return DASH
     if col.kind == "flag":
         return CHECK if cell else CROSS
-    if col.kind == "delta":
-        text = fmt_number(cell, signed=True)
-        if arrows and float(f"{cell:.2f}") != 0:
-            text += " ↑" if cell > 0 else " ↓"
-        return text
-    return fmt_number(cell)
+    text = fmt_number(cell, signed=col.kind == "delta")
+    if bounds is not None:
+        text += " " + interval_text(bounds, signed=col.kind == "delta")
+    if col.kind == "delta" and arrows and float(f"{cell:.2f}") != 0:
+        text += " ↑" if cell > 0 else " ↓"
+    return text
 
 
 def best_rows(board: Leaderboard, col: Column) -> set[str]:
     """Variants holding the column's best displayed value (highest; ties all count)."""
-    if col.kind == "flag":
+    if col.kind in ("flag", "p"):
         return set()
     shown = {r.variant: fmt_number(v) for r in board.rows if isinstance(v := value(r, col), float)}
     if not shown:
@@ -122,14 +161,39 @@ def notes(board: Leaderboard) -> str:
             "averages when model sets differ. ΔW = changes weights, PP = post-processing; – = not applicable; "
             "an empty cell = not run. "
             + protocols + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1
-                           else "One seed per model."))
+                           else "One seed per model.") + interval_notes(board))
+
+
+def interval_notes(board: Leaderboard) -> str:
+    """What the brackets, P(>base) and ≈ mean (empty without intervals)."""
+    if not has_intervals(board):
+        return ""
+    from leaderboard.compare import resampled_metrics
+
+    tail = (1 - board.confidence) / 2
+    text = (f" [low, high] = {board.confidence:.0%} percentile interval over {board.replicates} paired-bootstrap "
+            "replicates (per model, the examples are resampled once and shared by all variants; a variant's seeds "
+            "are resampled within it), in which ranks and Mean are recomputed; "
+            f"{P_BETTER} = share of replicates in which the variant's Mean is above the base model's (ties count "
+            f"half), and {SAME} after a name = not distinguishable from the base model ({P_BETTER} between "
+            f"{tail:g} and {1 - tail:g}).")
+    if board.rank_input == "bootstrap-mean":
+        text += " Ranks are computed from the mean of each score's replicates, not from its point estimate."
+    resampled = resampled_metrics()
+    own = [c.label for c in board.quality_columns if c.key not in resampled
+           and any(c.key in r.intervals for r in board.rows)]
+    if own:
+        text += (f" {', '.join(own)}: the records' own CIs averaged over models (no per-example scores to "
+                 "resample).")
+    return text
 
 
 def to_rows(board: Leaderboard, arrows: bool = True) -> tuple[list[str], list[list[str]]]:
     cols = columns(board)
     headers = ["Variant", *(c.label for c in cols)]
-    return headers, [[r.name, *(cell_text(value(r, c), c, arrows) + (f" {MARK}" if marked(r, c) else "")
-                                for c in cols)] for r in board.rows]
+    return headers, [[name_text(board, r), *(cell_text(value(r, c), c, arrows, interval(board, r, c))
+                                             + (f" {MARK}" if marked(r, c) else "") for c in cols)]
+                     for r in board.rows]
 
 
 def to_markdown(board: Leaderboard, per_model: str | None = None, per_model_marked: bool = False) -> str:
@@ -150,17 +214,33 @@ def to_text(board: Leaderboard) -> str:
 
     headers, rows = to_rows(board)
     text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+    if has_intervals(board):
+        text += (f"\n[low, high]: {board.confidence:.0%} intervals over {board.replicates} paired-bootstrap "
+                 f"replicates; {SAME}: not distinguishable from the base model.\n")
     return text + ("\n" + footnote() + "\n" if any_marked(board) else "")
 
 
 CSV_NA = "NA"  # pandas reads it as missing; an empty field means "not run"
 
 
+def _csv_number(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
 def to_csv(board: Leaderboard) -> str:
     """Machine-readable: full-precision numbers (6 decimals), flags as 1/0, ``NA`` = not applicable; ``unconverged``:
-    the row's column names (``;``-separated, in column order) whose numbers are built on an unconverged GRADIEND."""
-    cols = columns(board)
-    names = ["variant", "name"] + [column_id(c) for c in cols] + ["models", "unconverged"]
+    the row's column names (``;``-separated, in column order) whose numbers are built on an unconverged GRADIEND.
+
+    With intervals, every numeric column is followed by ``<column>_lo`` and ``<column>_hi`` (empty where the cell
+    has none: the header does not depend on the data), and the row ends with ``p_better_than_base`` and
+    ``distinguishable_from_base`` (1/0; both empty for the base model and where there is no Mean)."""
+    with_bounds = has_intervals(board)
+    cols = [c for c in columns(board) if c.kind != "p"]
+    names = ["variant", "name"]
+    for c in cols:
+        names += [column_id(c)] + ([f"{column_id(c)}_lo", f"{column_id(c)}_hi"]
+                                   if with_bounds and c.kind != "flag" else [])
+    names += ["models", "unconverged"] + (["p_better_than_base", "distinguishable_from_base"] if with_bounds else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
@@ -170,8 +250,14 @@ def to_csv(board: Leaderboard) -> str:
             v = value(r, c)
             out.append(CSV_NA if v == NA else "" if v is None else str(int(v)) if isinstance(v, bool)
                        else f"{v:.6f}")
+            if with_bounds and c.kind != "flag":
+                bounds = interval(board, r, c)
+                out += [_csv_number(bounds[0]), _csv_number(bounds[1])] if bounds else ["", ""]
         out.append(len({m for ms in r.models.values() for m in ms}))
         out.append(";".join(column_id(c) for c in cols if marked(r, c)))
+        if with_bounds:
+            verdict = r.distinguishable(board.confidence)
+            out += [_csv_number(r.p_better), "" if verdict is None else str(int(verdict))]
         writer.writerow(out)
     return buf.getvalue()
 
@@ -184,28 +270,32 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def to_latex(board: Leaderboard) -> str:
-    """A booktabs ``tabular`` ready to ``\\input``; best value per column in bold."""
-    cols = columns(board)
+def to_latex(board: Leaderboard, intervals: bool = False) -> str:
+    """A booktabs ``tabular`` ready to ``\\input``; best value per column in bold. ``intervals`` (where the board
+    has them): cells ``0.72\\,[0.55, 0.86]``, a P($>$base) column, $\\approx$ after names not distinguishable from
+    the base model, and footnote rows saying what they mean."""
+    show = intervals and has_intervals(board)
+    cols = [c for c in columns(board) if show or c.kind != "p"]
     n_bias = 1 + len(board.bias_columns)
     n_quality = 2 * len(board.quality_columns)
-    labels = {"ΔW": r"$\Delta$W", "Mean ↑": r"Mean $\uparrow$"}
+    labels = {"ΔW": r"$\Delta$W", "Mean ↑": r"Mean $\uparrow$", P_BETTER: r"P($>$base)"}
     head = [labels.get(c.label, latex_escape(c.label).replace("(Δ)", r"($\Delta$)")) for c in cols]
     best = {c: best_rows(board, c) for c in cols}
     lines = [
         "% Generated by `gradiend-bench leaderboard --format latex` from run records; do not edit by hand.",
         r"% Needs \usepackage{booktabs} and \usepackage{amssymb} (for \checkmark).",
-        r"\begin{tabular}{lcc" + "r" * n_bias + "r" * n_quality + "}",
+        r"\begin{tabular}{lcc" + "r" * n_bias + "r" * n_quality + ("r" if show else "") + "}",
         r"\toprule",
         " & & & " + rf"\multicolumn{{{n_bias}}}{{c}}{{Prop. Rank Bias}}"
-        + (rf" & \multicolumn{{{n_quality}}}{{c}}{{Language Modeling}}" if n_quality else "") + r" \\",
+        + (rf" & \multicolumn{{{n_quality}}}{{c}}{{Language Modeling}}" if n_quality else "")
+        + (" &" if show else "") + r" \\",
         rf"\cmidrule(lr){{4-{3 + n_bias}}}"
         + (rf" \cmidrule(lr){{{4 + n_bias}-{3 + n_bias + n_quality}}}" if n_quality else ""),
         "Variant & " + " & ".join(head) + r" \\",
         r"\midrule",
     ]
     for r in board.rows:
-        cells = [latex_escape(r.name)]
+        cells = [latex_escape(r.name) + (r" $\approx$" if show and indistinct(board, r) else "")]
         for c in cols:
             v = value(r, c)
             if v is None:
@@ -218,14 +308,31 @@ def to_latex(board: Leaderboard) -> str:
                 text = fmt_number(v, signed=c.kind == "delta", minus="$-$")
                 if r.variant in best[c]:
                     text = rf"\textbf{{{text}}}"
+                if show and (bounds := interval(board, r, c)) is not None:
+                    text += r"\," + interval_text(bounds, signed=c.kind == "delta", minus="$-$")
                 if marked(r, c):
                     text += r"$^\dagger$"
             cells.append(text)
         lines.append(" & ".join(cells) + r" \\")
     lines.append(r"\bottomrule")
-    if any_marked(board):  # footnote rows inside the tabular, so that \resizebox{...}{\input{...}} keeps it
-        first, second = FOOTNOTE_LATEX  # two lines: one would make the table wider than its columns
-        lines += [rf"\multicolumn{{{1 + len(cols)}}}{{l}}{{\footnotesize {part}}} \\"
-                  for part in (rf"$^\dagger$ {first}", f"{second}.")]
+    # footnote rows inside the tabular, so that \resizebox{...}{\input{...}} keeps them; several short rows,
+    # because one long row would make the table wider than its columns
+    notes_rows = list(_latex_interval_notes(board)) if show else []
+    if any_marked(board):
+        first, second = FOOTNOTE_LATEX
+        notes_rows += [rf"$^\dagger$ {first}", f"{second}."]
+    lines += [rf"\multicolumn{{{1 + len(cols)}}}{{l}}{{\footnotesize {part}}} \\" for part in notes_rows]
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
+
+
+def _latex_interval_notes(board: Leaderboard) -> list[str]:
+    tail = (1 - board.confidence) / 2
+    rows = [rf"[low, high]: {board.confidence * 100:.0f}\% percentile intervals over {board.replicates} "
+            "paired-bootstrap replicates (per model, examples resampled once",
+            "and shared by all variants; a variant's seeds resampled within it), ranks and Mean recomputed in each.",
+            r"P($>$base): share of replicates in which the variant's Mean is above the base model's;",
+            rf"$\approx$: not distinguishable from the base model (P($>$base) between {tail:g} and {1 - tail:g})."]
+    if board.rank_input == "bootstrap-mean":
+        rows.append("Ranks are computed from the mean of each score's replicates, not from its point estimate.")
+    return rows
