@@ -85,6 +85,7 @@ ci-check: install
 	rm -rf $(dir $(CI_RESULTS))
 	$(BIN)/gradiend-bench run configs/ci.yaml --results $(CI_RESULTS) --jobs $(JOBS) --quiet
 	$(BIN)/gradiend-bench check --baseline results/baselines/ci.json --results $(CI_RESULTS)
+	$(BIN)/gradiend-bench leaderboard --results $(CI_RESULTS) --config configs/ci.yaml --format text
 
 ci-baseline: install
 	rm -rf $(dir $(CI_RESULTS))
