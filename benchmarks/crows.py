@@ -48,12 +48,12 @@ import numpy as np
 
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.errors import HarnessError
+from harness.examples import Examples, digest
+from harness.metrics import Metric
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_benchmark
 from harness.scoring import MaskedQuery, causal_token_log_probs, masked_log_probs
-from harness.examples import Examples, digest
-from harness.metrics import Metric
 from harness.stats import bootstrap_ratio, bootstrap_score
 
 FILE = "crows_pairs_anonymized.csv"

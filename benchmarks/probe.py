@@ -109,13 +109,3 @@ def bootstrap_task(spec: TaskSpec, evaluate: Split, predictions: list[np.ndarray
         new_groups = np.repeat(np.arange(len(draw)), sizes[draw])  # a unit drawn twice counts twice
         stats[r] = np.mean([metric(y[rows], p[rows], new_groups) for p in predictions])
     return value, stats
-    units = np.unique(groups)
-    rows_of = [np.flatnonzero(groups == u) for u in units]
-    sizes = np.array([len(r) for r in rows_of])
-    draws = rng.integers(0, len(units), size=(resamples, len(units)))
-    stats = np.empty(resamples)
-    for r, draw in enumerate(draws):
-        rows = np.concatenate([rows_of[u] for u in draw])
-        new_groups = np.repeat(np.arange(len(draw)), sizes[draw])  # a unit drawn twice counts twice
-        stats[r] = np.mean([metric(y[rows], p[rows], new_groups) for p in predictions])
-    return value, stats

@@ -313,20 +313,3 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
         if not dominated:
             front.append(name)
     return front
-
-
-def label_slots(points: Sequence[tuple[str, float, float]], near: float = 0.06) -> dict[str, int]:
-    """Vertical label slot per point (0, 1, 2, ...) so labels of points closer than ``near`` (as a fraction of
-    each axis' range) do not overlap in a scatter plot."""
-    if not points:
-        return {}
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
-    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
-    slots: dict[str, int] = {}
-    placed: list[tuple[float, float, int]] = []
-    for name, x, y in points:
-        taken = {slot for px, py, slot in placed if abs(px - x) / span_x < near and abs(py - y) / span_y < near}
-        slot = next(i for i in range(len(points) + 1) if i not in taken)
-        slots[name] = slot
-        placed.append((x, y, slot))
-    return slots

@@ -16,13 +16,13 @@ import subprocess
 from html import unescape
 
 import pytest
-from test_leaderboard_intervals import attach_known_intervals, zoo_board_with_record_cis
 
 from harness.records import load_records
 from leaderboard.html import LABEL_PX, to_html
 from leaderboard.labels import Box, text_size
 from leaderboard.ranking import build
 from leaderboard_records import GRID, ORDER, write_grid
+from test_leaderboard_intervals import attach_known_intervals, zoo_board_with_record_cis
 
 BROWSERS = ("chromium", "chromium-browser", "chromium-headless-shell", "headless_shell", "google-chrome")
 

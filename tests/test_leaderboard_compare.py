@@ -9,8 +9,8 @@ import pytest
 
 from harness.cli import main
 from harness.errors import HarnessError
-from leaderboard.compare import compare, p_two_sided
 from harness.examples import Examples, digest
+from leaderboard.compare import compare, p_two_sided
 from leaderboard_records import make_record, write
 
 N = 400

@@ -25,7 +25,7 @@ def results(tmp_path):
 
 def test_csv_parses_back_to_the_same_numbers(results):
     board = build(load_records(results), order=ORDER)
-    parsed = list(csv.DictReader(io.StringIO(render(results, "csv", order=ORDER))))
+    parsed = list(csv.DictReader(io.StringIO(render(results, "csv", order=ORDER, intervals=False))))
     assert [p["variant"] for p in parsed] == [r.variant for r in board.rows]
     for row, p in zip(board.rows, parsed):
         assert float(p["mean"]) == pytest.approx(row.mean, abs=1e-6)
@@ -55,7 +55,7 @@ def _braces_balanced(text: str) -> bool:
 
 
 def test_latex_is_booktabs_shaped_with_bold_best(results):
-    tex = render(results, "latex", order=ORDER)
+    tex = render(results, "latex", order=ORDER, intervals=False)
     assert _braces_balanced(tex)
     assert [tex.count(rule) for rule in (r"\toprule", r"\midrule", r"\bottomrule")] == [1, 1, 1]
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
@@ -75,7 +75,7 @@ def test_latex_is_booktabs_shaped_with_bold_best(results):
 
 
 def test_markdown_dashes_deltas_and_per_model_table(results):
-    md = render(results, "markdown", order=ORDER)
+    md = render(results, "markdown", order=ORDER, intervals=False)
     lines = [line for line in md.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header[:6] == ["Variant", "ΔW", "PP", "Mean ↑", "SS", "SEAT"] and header[6] == "LMS (Δ)"
@@ -91,7 +91,8 @@ def test_markdown_dashes_deltas_and_per_model_table(results):
 def test_identical_records_give_identical_bytes(results, tmp_path):
     out1, out2 = tmp_path / "t1", tmp_path / "t2"
     for out in (out1, out2):
-        assert main(["leaderboard", "--results", str(results), "--variants", ",".join(ORDER),
+        assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--variants", ",".join(ORDER),
                      "--output-dir", str(out), "--plots", str(out / "fig")]) == 0
     names = sorted(p.relative_to(out1) for p in out1.rglob("*") if p.is_file())
     assert [str(n) for n in names] == ["fig/bars__glue.png", "fig/bars__lms.png", "fig/bars__seat.png",
@@ -104,15 +105,19 @@ def test_identical_records_give_identical_bytes(results, tmp_path):
 
 
 def test_cli_filters_and_errors(results, capsys):
-    assert main(["leaderboard", "--results", str(results), "--models", "m1", "--format", "csv", "--bias", "ss"]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--models", "m1", "--format", "csv", "--bias", "ss"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("variant,name,weight,post,mean,ss,lms_delta")
     # only m1 ranks: c (0) is best, base (10 away from 50) worst
     assert [line.split(",")[0] for line in out.splitlines()[1:]] == ["c", "b", "a", "base"]
-    assert main(["leaderboard", "--results", str(results), "--bias-type", "race"]) == 2
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--bias-type", "race"]) == 2
     assert "no records for bias type 'race'" in capsys.readouterr().err
-    assert main(["leaderboard", "--results", str(results / "nothing")]) == 2
-    assert main(["leaderboard", "--results", str(results), "--format", "html", "-o", str(results / "x.html")]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results / "nothing")]) == 2
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--format", "html", "-o", str(results / "x.html")]) == 0
     assert math.isfinite(len((results / "x.html").read_text()))
 
 
@@ -121,14 +126,17 @@ def test_readme_markers_are_replaced_and_nothing_else(results, tmp_path, capsys)
 
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n")
-    assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.startswith(f"# x\n\nbefore\n{README_START}\n| Variant") and text.endswith(f"{README_END}\nafter\n")
     assert "old table" not in text and "### Scores per model" in text
-    assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--readme", str(readme)]) == 0
     assert readme.read_text() == text
     readme.write_text("no markers\n")
-    assert main(["leaderboard", "--results", str(results), "--readme", str(readme)]) == 2
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(results), "--readme", str(readme)]) == 2
     assert "lacks one pair of leaderboard markers" in capsys.readouterr().err
 
 
@@ -139,11 +147,14 @@ def test_protocol_filter_picks_records_before_the_newest_per_cell(tmp_path, caps
     new = make_record("m", "base", "stereoset", {"ss": 52.0, "lms": 90.0}, seed=0)
     new.protocol, new.config_hash, new.started_at = "full", "f" * 64, "2026-02-01T00:00:00+00:00"
     write(tmp_path, old), write(tmp_path, new)
-    assert main(["leaderboard", "--results", str(tmp_path), "--format", "csv"]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(tmp_path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1].endswith(",90.000000,NA,,NA,,1,")  # newest record: full
-    assert main(["leaderboard", "--results", str(tmp_path), "--format", "csv", "--protocol", "cpu"]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(tmp_path), "--format", "csv", "--protocol", "cpu"]) == 0
     assert capsys.readouterr().out.splitlines()[1].endswith(",80.000000,NA,,NA,,1,")
-    assert main(["leaderboard", "--results", str(tmp_path), "--protocol", "cpu"]) == 0
+    assert main(["leaderboard", "--no-intervals",
+                 "--results", str(tmp_path), "--protocol", "cpu"]) == 0
     assert "Protocol: cpu." in capsys.readouterr().out
 
 
@@ -153,7 +164,7 @@ def test_latex_compiles_when_pdflatex_is_here(results, tmp_path):
 
     if not shutil.which("pdflatex"):
         pytest.skip("pdflatex absent (Debian: apt-get install texlive-latex-recommended); the shape test still runs")
-    (tmp_path / "table.tex").write_text(render(results, "latex", order=ORDER))
+    (tmp_path / "table.tex").write_text(render(results, "latex", order=ORDER, intervals=False))
     (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs,amssymb,graphicx}\n"
                                       "\\begin{document}\n\\resizebox{\\textwidth}{!}{\\input{table.tex}}\n"
                                       "\\end{document}\n")

@@ -79,7 +79,8 @@ def test_only_a_step_saying_converged_false_is_unconverged():
 
 
 def csv_rows(results):
-    return {row["variant"]: row for row in csv.DictReader(io.StringIO(render(results, "csv", order=ORDER)))}
+    text = render(results, "csv", order=ORDER, intervals=False)
+    return {row["variant"]: row for row in csv.DictReader(io.StringIO(text))}
 
 
 def test_csv_keeps_its_numbers_and_names_the_marked_columns(flagged, clean):
@@ -102,7 +103,7 @@ def board_cells(markdown: str) -> dict[str, list[str]]:
 
 
 def test_markdown_marks_cells_and_adds_the_footnote(flagged, clean):
-    md = render(flagged, "markdown", order=ORDER)
+    md = render(flagged, "markdown", order=ORDER, intervals=False)
     cells = board_cells(md)
     marked = {col for col, text in cells["GRADIEND + INLP"].items() if text.endswith(f" {MARK}")}
     assert marked == {"Mean ↑", "SS", "LMS (Δ)", "LMS", "GLUE"}
@@ -111,14 +112,14 @@ def test_markdown_marks_cells_and_adds_the_footnote(flagged, clean):
     per_model = [line for line in md.split("### Scores per model")[1].splitlines() if MARK in line]
     assert len(per_model) == 1 and per_model[0].startswith("| m2") and "gradiend+inlp" in per_model[0]
     assert per_model[0].count(MARK) == 3  # GLUE, SS and LMS of that one (model, variant); not its SEAT dash
-    plain = render(clean, "markdown", order=ORDER)
+    plain = render(clean, "markdown", order=ORDER, intervals=False)
     assert MARK not in plain
     unmarked = {name: {col: text.removesuffix(f" {MARK}") for col, text in row.items()} for name, row in cells.items()}
     assert unmarked == board_cells(plain)  # the mark changes no number
 
 
 def test_latex_marks_cells_with_a_dagger_and_adds_footnote_rows(flagged, clean):
-    tex = render(flagged, "latex", order=ORDER)
+    tex = render(flagged, "latex", order=ORDER, intervals=False)
     body, after = tex.split(r"\midrule")[1].split(r"\bottomrule")
     rows = {line.split(" & ")[0]: line.split(" & ") for line in body.strip().splitlines()}
     header = next(line for line in tex.splitlines() if line.startswith("Variant &")).split(" & ")
@@ -128,13 +129,13 @@ def test_latex_marks_cells_with_a_dagger_and_adds_footnote_rows(flagged, clean):
     assert after.count(r"\multicolumn{12}{l}{\footnotesize") == 2 and r"$^\dagger$ built on a GRADIEND" in after
     assert r"$|r| \geq 0.6$" in after and after.strip().endswith(r"\end{tabular}")
     assert tex.count("{") == tex.count("}")
-    plain = render(clean, "latex", order=ORDER)
+    plain = render(clean, "latex", order=ORDER, intervals=False)
     assert r"\dagger" not in plain and "footnotesize" not in plain
     assert plain.splitlines()[-2:] == [r"\bottomrule", r"\end{tabular}"]
 
 
 def test_html_marks_cells_with_a_titled_sup_and_adds_the_footnote(flagged, clean):
-    page = render(flagged, "html", order=ORDER)
+    page = render(flagged, "html", order=ORDER, intervals=False)
     board = page.split('<table id="board">')[1].split("</table>")[0]
     row = re.search(r'<tr data-variant="gradiend\+inlp">(.*?)</tr>', board).group(1)
     sup = f'<sup class="unconverged" title="{FOOTNOTE.replace(chr(39), "&#x27;")}">{MARK}</sup>'
@@ -145,14 +146,14 @@ def test_html_marks_cells_with_a_titled_sup_and_adds_the_footnote(flagged, clean
     assert m2.count(sup) == per_model.count(sup) == 4  # SS, its rank, LMS and GLUE on m2
     assert page.count('<p class="notes" id="unconverged">') == 1
     assert f"{MARK} {FOOTNOTE}.".replace("'", "&#x27;") in page
-    plain = render(clean, "html", order=ORDER)
+    plain = render(clean, "html", order=ORDER, intervals=False)
     assert MARK not in plain and 'id="unconverged"' not in plain
 
 
 def test_text_and_scores_formats_follow_the_same_rule(flagged, clean):
     for fmt in ("text", "scores"):
-        text = render(flagged, fmt, order=ORDER)
+        text = render(flagged, fmt, order=ORDER, intervals=False)
         assert MARK in text.split(FOOTNOTE)[0] and text.count(f"{MARK} {FOOTNOTE}.") == 1
-        assert MARK not in render(clean, fmt, order=ORDER)
+        assert MARK not in render(clean, fmt, order=ORDER, intervals=False)
     long = list(csv.DictReader(io.StringIO(render(flagged, "long-csv"))))
     assert {(r["model"], r["variant"]) for r in long if r["unconverged"] == "True"} == {("m2", "gradiend+inlp")}

@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.records import load_records
-from leaderboard.ranking import NA, build, display_name, label_slots, pareto_front, proportional_ranks
+from leaderboard.ranking import NA, build, display_name, pareto_front, proportional_ranks
 from leaderboard.table import latest_records
 from leaderboard_records import GRID, ORDER, make_record, write_grid
 
@@ -102,8 +102,3 @@ def test_flags_names_and_bad_columns(tmp_path):
 def test_pareto_front():
     points = [("a", 1.0, 80.0), ("b", 2.0, 90.0), ("c", 2.0, 85.0), ("d", 0.5, 70.0), ("e", 3.0, 90.0)]
     assert pareto_front(points) == ["a", "b", "d"]  # c is dominated by b, e by b
-
-
-def test_label_slots_separate_near_points_only():
-    points = [("a", 5.26, 59.34), ("b", 5.26, 59.29), ("c", 1.4, 47.5), ("d", 5.25, 59.3)]
-    assert label_slots(points) == {"a": 0, "b": 1, "c": 0, "d": 2}

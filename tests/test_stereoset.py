@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from harness.examples import Examples, digest
 from benchmarks.stereoset import (
     Cluster,
     causal_sentence_scores,
@@ -23,6 +22,7 @@ from benchmarks.stereoset import (
 )
 from conftest import PROJECT_ROOT, log_prob_bound
 from harness.errors import HarnessError
+from harness.examples import Examples, digest
 
 
 def _cluster(i, target, domain="gender"):
