@@ -263,3 +263,10 @@ def test_race_and_religion_keep_the_class_word_objective(bert_tiny):
         ids = bert_tiny.tokenizer.convert_tokens_to_ids([first, second])
         assert p1[i].item() == pytest.approx(float(probs[ids[0]]), abs=1e-6 + 1e-4 * float(probs[ids[0]]))
         assert p2[i].item() == pytest.approx(float(probs[ids[1]]), abs=1e-6 + 1e-4 * float(probs[ids[1]]))
+
+
+def test_every_run_seed_trains_its_own_gradiend_seeds():
+    from methods.gradiend.workflow import Settings
+
+    assert Settings(seed=0).training_seeds() == (0, 1, 2)  # run seed 0: the configured seeds
+    assert Settings(seed=1).training_seeds() == (3, 4, 5) and Settings(seed=2, seeds=(7,)).training_seeds() == (9,)

@@ -83,6 +83,12 @@ class Settings:
                 "stop_on_convergence": True, "eval_examples": 64, "n_neutral": 400, "neutral_eval": 64,
                 "lms_sentences": 96, "grid": "paper", "screen": 4, "finalists": 8, "class_word_prompts": 96}
 
+    def training_seeds(self) -> tuple[int, ...]:
+        """The GRADIEND initialisation seeds of run seed k: ``seeds`` shifted by k·len(seeds), so every run seed
+        trains its own, disjoint GRADIENDs (run seed 0: the configured seeds themselves). The run seed also
+        draws the data split and order; without the shift, run seeds would differ only in their data."""
+        return tuple(s + self.seed * len(self.seeds) for s in self.seeds)
+
     def learning_rate(self, lm: LanguageModel) -> float:
         """``lr``, else the reference's per-model rate: 1e-4 for Llama-architecture models (aieng-lab/gradiend-bias,
         ``gradiend/training/gradiend_training.py``: Llama-3.2-3B ``lr=1e-4``), 1e-5 otherwise (its default).
@@ -229,7 +235,7 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
     timings["pre_prune"] = time.perf_counter() - clock
     n_train = len(data.split("train"))
     steps = settings.max_steps or values["max_steps"] or max(150, 3 * n_train // batch_size)
-    config = TrainConfig(tuple(settings.seeds), settings.learning_rate(lm), batch_size=batch_size, max_steps=steps,
+    config = TrainConfig(settings.training_seeds(), settings.learning_rate(lm), batch_size=batch_size, max_steps=steps,
                          eval_every=values["eval_every"], source=settings.source, target=settings.target,
                          rule=settings.convergence, min_convergent_seeds=settings.min_convergent_seeds,
                          stop_on_convergence=values["stop_on_convergence"])
