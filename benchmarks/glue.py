@@ -2,7 +2,8 @@
 
 Tasks and metrics: CoLA (Matthews corr.), SST-2, MRPC (F1), QQP, MNLI (mean of matched/mismatched
 accuracy), QNLI, RTE, STS-B (Pearson), WNLI (accuracy otherwise); ``score`` = unweighted mean ×100 over
-the tasks with data. Offline (the mirror) that is CoLA, SST-2, MRPC, RTE, STS-B and WNLI; MNLI, QQP and
+the tasks with data except WNLI (reported, kept out of the mean as BERT did), ``floor`` = the same mean of the
+tasks' constant-answer scores. Offline (the mirror) that is CoLA, SST-2, MRPC, RTE, STS-B and WNLI; MNLI, QQP and
 QNLI (no training data mirrored) come from the hub when it is reachable. Protocols and scoring:
 :mod:`benchmarks.glue_suite`.
 """
@@ -19,4 +20,6 @@ from harness.registry import register_benchmark
 class Glue(GlueSuite):
     tasks = GLUE_TASKS
     datasets = tuple(t.dataset for t in GLUE_TASKS)
-    metrics = (Metric("glue", "score", "GLUE"),)  # shown with the record's CI (no joint resampling)
+    version = 2  # 2: floors; protocols auto and zero-shot; WNLI out of the mean; default protocol "experiment"
+    zero_shot = "glue-zs"
+    metrics = (Metric("glue", "score", "GLUE", floor="floor"),)  # the record's CI (no joint resampling)

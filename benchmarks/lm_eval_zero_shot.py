@@ -17,6 +17,8 @@ so a correct answer (label 1) would be scored as "no"; ours lists ``[… no, …
 Metrics are ours (:mod:`benchmarks.glue_tasks`) on lm-eval's per-document predictions: MCC for CoLA, F1 for
 MRPC, (acc + macro-F1)/2 for CB, (F1a + EM)/2 for MultiRC, accuracy otherwise, ×100 with bootstrap CIs.
 STS-B has no zero-shot definition in lm-eval and is not scored; QNLI is (its validation file is mirrored).
+``score`` and ``floor`` are the suite means of :mod:`benchmarks.glue_suite` (WNLI reported but outside the
+mean; floor = the best constant answer on the same documents, :func:`benchmarks.probe.floor_score`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchmarks.glue_suite import with_floors
 from benchmarks.glue_tasks import (
     _HUB_FIELDS,
     GLUE_TASKS,
@@ -37,7 +40,7 @@ from benchmarks.glue_tasks import (
     read_jsonl,
     superglue_rows,
 )
-from benchmarks.probe import bootstrap_task
+from benchmarks.probe import bootstrap_task, floor_score
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
@@ -170,6 +173,7 @@ def lm_eval_model(lm: LanguageModel, backend: str, batch_size: int, progress: bo
 # -- the benchmarks -------------------------------------------------------------------------------------
 class ZeroShotSuite(Benchmark):
     tasks: ClassVar[dict[str, tuple[str, str]]] = {}
+    version = 2  # 2: floors, WNLI outside the mean
     reads = "predictions"
     headline = ("score",)
     execution_options = ("batch_size",)
@@ -231,7 +235,7 @@ class ZeroShotSuite(Benchmark):
                                       num_fewshot=0, limit=self.options["limit"], log_samples=True,
                                       bootstrap_iters=0, random_seed=ctx.seed, numpy_random_seed=ctx.seed,
                                       torch_random_seed=ctx.seed, fewshot_random_seed=ctx.seed)
-        scores, per_task, draws = {}, {}, []
+        scores, per_task, draws, floors = {}, {}, {}, {}
         for name, task in local.items():
             spec = _SPECS[self.tasks[name][0]]
             samples = sorted(out["samples"][task], key=lambda s: s["doc_id"])
@@ -247,15 +251,14 @@ class ZeroShotSuite(Benchmark):
             value, draw = bootstrap_task(metric_spec, split, [pred], resamples=self.options["resamples"], seed=ctx.seed)
             low, high = np.percentile(draw * 100, [2.5, 97.5])
             scores[name] = Score(value * 100, float(low), float(high), len(gold))
-            draws.append(draw * 100)
+            draws[name] = draw * 100
+            floors[name] = floor_score(metric_spec, split) * 100
             per_task[name] = {"metric": spec.metric, "score": value * 100, "lm_eval_task": task, "examples": len(gold),
                               "lm_eval_metrics": {k: v for k, v in out["results"][task].items()
                                                   if isinstance(v, (int, float)) and "stderr" not in k}}
-        mean = float(np.mean([s.value for s in scores.values()]))
-        low, high = np.percentile(np.mean(draws, axis=0), [2.5, 97.5])
-        scores = {"score": Score(mean, float(low), float(high), len(scores)), **scores}
+        scores, summary = with_floors(scores, floors, draws, per_task)
         return BenchmarkResult(scores, protocol="zero-shot", details={
-            "protocol": "zero-shot", "backend": backend, "tasks": list(per_task), "unavailable": unavailable,
+            "protocol": "zero-shot", "backend": backend, "tasks": list(per_task), **summary, "unavailable": unavailable,
             "per_task": per_task, "limit": self.options["limit"], "lm_eval_version": lm_eval.__version__})
 
 

@@ -11,6 +11,9 @@ Probe: features are standardised on the training sample, then
 Bootstrap: the units are validation examples (questions for MultiRC, examples for COPA); each of the
 ``resamples`` draws the same units for every seed's predictions, so the CI of the seed-averaged score
 (and of a suite's mean, which averages the tasks' draws) is a plain percentile interval.
+
+Floor: the best score a constant answer gets on the evaluated examples (:func:`floor_score`), stored beside
+every task score so that a score at chance level reads as such.
 """
 
 from __future__ import annotations
@@ -80,13 +83,26 @@ def fit_probe(spec: TaskSpec, x_train: torch.Tensor, train: Split, evals: dict[s
     return out
 
 
-def majority_predictions(spec: TaskSpec, train: Split, evaluate: Split) -> np.ndarray:
-    """The majority-class baseline (mean for regression, first choice for choice tasks)."""
+def constant_predictions(spec: TaskSpec, evaluate: Split) -> list[np.ndarray]:
+    """Every constant answer: each class for every row (STS-B: the mean target), or for choice tasks always
+    the first / always the last choice of each example."""
     if spec.kind == "regression":
-        return np.full(len(evaluate), float(train.labels.mean()))
+        return [np.full(len(evaluate), float(evaluate.labels.mean()))]
     if spec.kind == "choice":
-        return choice_predictions(np.zeros(len(evaluate)), evaluate.groups)
-    return np.full(len(evaluate), int(np.bincount(train.labels).argmax()), dtype=np.int64)
+        order = np.arange(len(evaluate), dtype=np.float64)  # rows of an example are in choice order
+        return [choice_predictions(-order, evaluate.groups), choice_predictions(order, evaluate.groups)]
+    return [np.full(len(evaluate), k, dtype=np.int64) for k in range(len(spec.classes))]
+
+
+def floor_score(spec: TaskSpec, evaluate: Split) -> float:
+    """The task's floor: the best score a constant answer gets on the evaluated examples (in [0, 1] like the
+    metric). Accuracy: the majority class's share; F1 (MRPC): always "paraphrase", :math:`2p/(1+p)`; MCC and
+    Pearson: 0 (a constant has no correlation); CB and MultiRC: the better constant; COPA: the better of always
+    the first or always the second choice (≈ chance, 50). Computed from the evaluated labels, so it is the
+    same for every protocol and model (the SuperGLUE paper's "most frequent class" baseline takes the class
+    from the training labels; the two agree except where a split's majority flips, e.g. WNLI, CB)."""
+    metric = metric_fn(spec)
+    return max(metric(evaluate.labels, p, evaluate.groups) for p in constant_predictions(spec, evaluate))
 
 
 def bootstrap_task(spec: TaskSpec, evaluate: Split, predictions: list[np.ndarray], *, resamples: int,

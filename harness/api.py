@@ -137,6 +137,9 @@ class Benchmark:
     # states). A variant whose post-processing only rewrites predictions (SelfDebias) is "not applicable"
     # to a representation benchmark.
     reads: ClassVar[Literal["predictions", "representations"]] = "predictions"
+    # True for a benchmark that trains something (GLUE fine-tuning): the pipeline then leaves autograd on and
+    # the benchmark scores under torch.no_grad() itself; False: the whole run is under torch.no_grad()
+    trains: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)

@@ -29,6 +29,7 @@ class Metric:
     higher_is_better: bool = True  # quality metrics
     statistic: Statistic | None = None
     scale: float = 1.0  # record value × scale = displayed value
+    floor: str | None = None  # the record's score key of this metric's floor (what a constant answer scores)
 
     @property
     def is_bias(self) -> bool:

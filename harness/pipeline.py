@@ -162,7 +162,7 @@ def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_sha
         scores, details, status, protocol, artifacts = {}, {"reason": reason}, STATUS_NOT_APPLICABLE, spec.protocol, {}
         per_example = None
     else:
-        with torch.no_grad():
+        with torch.set_grad_enabled(benchmark.trains):  # scoring-only benchmarks need no autograd graph
             result = benchmark.run(lm, ctx)
         scores, details, status = result.scores, result.details, "ok"
         protocol, artifacts = result.protocol or spec.protocol, result.artifacts

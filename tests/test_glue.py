@@ -214,7 +214,8 @@ def test_probe_beats_majority_on_sst2_bert_tiny(bert_tiny, mirror, tmp_path):
     result, ctx = _run(bert_tiny, "glue", tmp_path, tasks="sst2", max_train=500)
     info = result.details["per_task"]["sst2"]
     assert result.protocol == "probe" and info["train_examples"] == 500
-    assert result.scores["sst2"].low > info["majority_baseline"] + 5
+    assert result.scores["sst2"].low > info["floor"] + 5 and not info["below_floor"]
+    assert result.scores["floor"].value == info["floor"] == pytest.approx(444 / 872 * 100)  # 444 positive of 872
     assert result.scores["score"].value == result.scores["sst2"].value and "glue-sst2" in ctx.datasets
 
 
@@ -222,7 +223,7 @@ def test_probe_beats_majority_on_sst2_bert_tiny(bert_tiny, mirror, tmp_path):
 def test_probe_beats_majority_on_sst2_smollm2(smollm2, mirror, tmp_path):
     result, _ = _run(smollm2, "glue", tmp_path, tasks="sst2", max_train=1000)
     info = result.details["per_task"]["sst2"]
-    assert result.scores["sst2"].low > info["majority_baseline"] + 10
+    assert result.scores["sst2"].low > info["floor"] + 10
 
 
 def test_missing_task_data_is_listed_unavailable(bert_tiny, mirror, tmp_path, monkeypatch):
@@ -235,7 +236,8 @@ def test_missing_task_data_is_listed_unavailable(bert_tiny, mirror, tmp_path, mo
     assert set(result.details["unavailable"]) == {"rte", "mnli"}
     assert "RTE/train.tsv" in result.details["unavailable"]["rte"]
     assert "offline" in result.details["unavailable"]["mnli"]
-    assert set(result.scores) == {"score", "wnli"} and result.scores["score"].value == result.scores["wnli"].value
+    assert set(result.scores) == {"score", "floor", "wnli"}
+    assert result.scores["score"].value == result.scores["wnli"].value  # WNLI alone is the suite
     monkeypatch.setenv("GRADIEND_BENCH_DATA", str(tmp_path / "empty"))
     with pytest.raises(HarnessError, match="no task has data here.*rte"):
         _run(bert_tiny, "glue", tmp_path / "cache", tasks="rte")
@@ -243,9 +245,10 @@ def test_missing_task_data_is_listed_unavailable(bert_tiny, mirror, tmp_path, mo
 
 def test_protocol_and_option_validation(bert_tiny):
     glue = get_benchmark("glue")
-    assert glue().protocol(RunContext(protocol="cpu")) == "probe"
-    assert glue().protocol(RunContext(protocol="full")) == "full"
-    assert glue(protocol="finetune-lite").protocol(RunContext(protocol="cpu")) == "finetune-lite"
+    assert glue().protocol(RunContext(protocol="cpu"), bert_tiny)[0] == "probe"  # default "experiment"
+    assert glue().protocol(RunContext(protocol="full"), bert_tiny)[0] == "full"  # → auto → masked: fine-tuned
+    assert glue(protocol="auto").protocol(RunContext(protocol="cpu"), bert_tiny)[0] == "full"
+    assert glue(protocol="finetune-lite").protocol(RunContext(protocol="cpu"))[0] == "finetune-lite"
     with pytest.raises(HarnessError, match="option 'protocol'.*choose one of"):
         glue(protocol="zero").run(bert_tiny, RunContext())
     with pytest.raises(HarnessError, match="no task.*boolq.*choose from: cola"):

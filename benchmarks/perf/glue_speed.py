@@ -73,7 +73,7 @@ def main() -> None:
                       f"{', '.join(result.details['unavailable']) or 'none'}")
                 for task, info in tasks.items():
                     print(f"    {task:8s} {info['seconds']:7.1f} s  {info['features']:8s} score {info['score']:6.2f} "
-                          f"(majority {info.get('majority_baseline', float('nan')):6.2f})")
+                          f"(floor {info['floor']:6.2f})")
 
 
 if __name__ == "__main__":
