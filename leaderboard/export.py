@@ -10,6 +10,11 @@ When the board carries bootstrap intervals (``board.replicates`` set, :mod:`lead
 get :data:`SAME`, and the CSV gains ``<column>_lo``/``<column>_hi`` after every numeric column plus
 ``p_better_than_base`` and ``distinguishable_from_base`` at the end (LaTeX only with ``intervals=True``).
 Without intervals every export is as it was before intervals existed.
+
+Quality cells whose records carry a floor (GLUE/SuperGLUE: what a constant answer scores, averaged over the same
+models) read ``49.35 (floor 36.97)`` in Markdown, text and HTML, and the CSV gains ``<column>_floor`` after the
+column where any row has one; LaTeX shows no floors. Where a GLUE/SuperGLUE column comes from the cheap ``probe``
+protocol, every format says so (notes, legend or footnote row).
 """
 
 from __future__ import annotations
@@ -136,6 +141,25 @@ def cell_text(cell, col: Column, arrows: bool = True, bounds: tuple[float, float
     return text
 
 
+PROBE_LABEL = ("a cheap stand-in: a linear probe on frozen features, not the paper's fine-tuning or zero-shot "
+               "protocol and not comparable with published numbers")
+
+
+def floor(row: Row, col: Column) -> float | None:
+    """The floor shown beside a raw quality cell (None: the cell has no number or its records no floor)."""
+    return row.floors.get(col.key) if col.kind == "raw" and isinstance(value(row, col), float) else None
+
+
+def floor_text(row: Row, col: Column) -> str:
+    found = floor(row, col)
+    return "" if found is None else f" (floor {fmt_number(found)})"
+
+
+def floored(board: Leaderboard) -> list[Column]:
+    """The raw quality columns some row shows a floor for."""
+    return [c for c in columns(board) if any(floor(r, c) is not None for r in board.rows)]
+
+
 def best_rows(board: Leaderboard, col: Column) -> set[str]:
     """Variants holding the column's best displayed value (highest; ties all count)."""
     if col.kind in ("flag", "p"):
@@ -160,8 +184,24 @@ def notes(board: Leaderboard) -> str:
             "from the base model over those same models, so it can differ from the difference of the shown "
             "averages when model sets differ. ΔW = changes weights, PP = post-processing; – = not applicable; "
             "an empty cell = not run. "
-            + protocols + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1
-                           else "One seed per model.") + interval_notes(board))
+            + protocols + protocol_notes(board)
+            + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1
+               else "One seed per model.") + floor_notes(board) + interval_notes(board))
+
+
+def protocol_notes(board: Leaderboard) -> str:
+    """Labels the cheap GLUE/SuperGLUE probe wherever a table shows it (empty otherwise)."""
+    if "probe" not in board.protocols:
+        return ""
+    return f"probe = {PROBE_LABEL}. "
+
+
+def floor_notes(board: Leaderboard) -> str:
+    labels = [c.label for c in floored(board)]
+    if not labels:
+        return ""
+    return (f" (floor x) after {', '.join(labels)}: the same mean over the records' tasks of what a constant answer "
+            "scores (majority class; 0 for MCC and Pearson), so a score near it is at chance.")
 
 
 def interval_notes(board: Leaderboard) -> str:
@@ -192,7 +232,8 @@ def to_rows(board: Leaderboard, arrows: bool = True) -> tuple[list[str], list[li
     cols = columns(board)
     headers = ["Variant", *(c.label for c in cols)]
     return headers, [[name_text(board, r), *(cell_text(value(r, c), c, arrows, interval(board, r, c))
-                                             + (f" {MARK}" if marked(r, c) else "") for c in cols)]
+                                             + floor_text(r, c) + (f" {MARK}" if marked(r, c) else "")
+                                             for c in cols)]
                      for r in board.rows]
 
 
@@ -214,6 +255,9 @@ def to_text(board: Leaderboard) -> str:
 
     headers, rows = to_rows(board)
     text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+    legend = (["(floor x): what a constant answer scores on the same tasks."] if floored(board) else []) + (
+        [f"{', '.join(board.protocols['probe'])}: probe = {PROBE_LABEL}."] if "probe" in board.protocols else [])
+    text += "".join(f"\n{line}\n" for line in legend)
     if has_intervals(board):
         text += (f"\n[low, high]: {board.confidence:.0%} intervals over {board.replicates} paired-bootstrap "
                  f"replicates; {SAME}: not distinguishable from the base model.\n")
@@ -233,13 +277,16 @@ def to_csv(board: Leaderboard) -> str:
 
     With intervals, every numeric column is followed by ``<column>_lo`` and ``<column>_hi`` (empty where the cell
     has none: the header does not depend on the data), and the row ends with ``p_better_than_base`` and
-    ``distinguishable_from_base`` (1/0; both empty for the base model and where there is no Mean)."""
+    ``distinguishable_from_base`` (1/0; both empty for the base model and where there is no Mean). A quality column
+    with floors (:func:`floored`) is followed by ``<column>_floor``."""
     with_bounds = has_intervals(board)
     cols = [c for c in columns(board) if c.kind != "p"]
+    with_floor = floored(board)
     names = ["variant", "name"]
     for c in cols:
         names += [column_id(c)] + ([f"{column_id(c)}_lo", f"{column_id(c)}_hi"]
                                    if with_bounds and c.kind != "flag" else [])
+        names += [f"{column_id(c)}_floor"] if c in with_floor else []
     names += ["models", "unconverged"] + (["p_better_than_base", "distinguishable_from_base"] if with_bounds else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -253,6 +300,8 @@ def to_csv(board: Leaderboard) -> str:
             if with_bounds and c.kind != "flag":
                 bounds = interval(board, r, c)
                 out += [_csv_number(bounds[0]), _csv_number(bounds[1])] if bounds else ["", ""]
+            if c in with_floor:
+                out.append(_csv_number(floor(r, c)))
         out.append(len({m for ms in r.models.values() for m in ms}))
         out.append(";".join(column_id(c) for c in cols if marked(r, c)))
         if with_bounds:
@@ -318,6 +367,9 @@ def to_latex(board: Leaderboard, intervals: bool = False) -> str:
     # footnote rows inside the tabular, so that \resizebox{...}{\input{...}} keeps them; several short rows,
     # because one long row would make the table wider than its columns
     notes_rows = list(_latex_interval_notes(board)) if show else []
+    if "probe" in board.protocols:
+        notes_rows += [f"{', '.join(board.protocols['probe'])}: probe, a cheap stand-in (linear probe on frozen "
+                       "features), not the paper's protocol."]
     if any_marked(board):
         first, second = FOOTNOTE_LATEX
         notes_rows += [rf"$^\dagger$ {first}", f"{second}."]

@@ -197,7 +197,7 @@ def to_html(board: Leaderboard, title: str = "gradiend-bench leaderboard") -> st
             sort_key = "" if v is None or v == NA else (("1" if v else "0") if c.kind == "flag" else _num(v))
             cls = ' class="best"' if r.variant in best[c] else ""
             sup = SUP if marked(r, c) else ""
-            text = escape(cell_text(v, c, bounds=export.interval(board, r, c)))
+            text = escape(cell_text(v, c, bounds=export.interval(board, r, c)) + export.floor_text(r, c))
             tds.append(f'<td data-v="{sort_key}"{cls}>{text}{sup}</td>')
         body.append(f'<tr data-variant="{escape(r.variant)}">' + "".join(tds) + "</tr>")
     plots = [svg for m in board.models if (svg := scatter_svg(board, m))]

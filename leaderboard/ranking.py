@@ -61,6 +61,7 @@ class QualityColumn:
     benchmark: str
     metric: str
     scale: float = 1.0  # multiply record values by this for display (records already hold ×100 scores)
+    floor: str | None = None  # the record's score key of the metric's floor (harness.metrics.Metric.floor)
 
 
 def bias_columns() -> dict[str, BiasColumn]:
@@ -74,7 +75,7 @@ def quality_columns() -> dict[str, QualityColumn]:
     """Every quality metric a benchmark declares, by key."""
     from harness.registry import declared_metrics
 
-    return {k: QualityColumn(k, m.label, b, m.score, m.scale) for k, (b, m) in declared_metrics().items()
+    return {k: QualityColumn(k, m.label, b, m.score, m.scale, m.floor) for k, (b, m) in declared_metrics().items()
             if not m.is_bias}
 
 
@@ -164,6 +165,8 @@ class Row:
     # column id (bias/quality key, "<key>_delta", "mean") → 95 % interval (leaderboard.bootstrap)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     p_better: float | None = None  # P(Mean above the base model's) over the bootstrap replicates
+    # quality column key → its floor averaged over the same models as the score (where every one recorded it)
+    floors: dict[str, float] = field(default_factory=dict)
 
     def distinguishable(self, confidence: float = 0.95) -> bool | None:
         """Whether the Mean differs from the base model's at this confidence (None: not bootstrapped)."""
@@ -277,6 +280,10 @@ def build(records: Sequence[RunRecord], *, bias: Sequence[str] = DEFAULT_BIAS,
             states = [lookup(cells, m, variant, col.benchmark, col.metric) for m in model_list]
             row.quality[col.key] = mean(own.values()) if own else (NA if NA in states else None)
             row.models[col.key] = list(own)
+            floors = [c.value * col.scale for m in own
+                      if col.floor and isinstance(c := lookup(cells, m, variant, col.benchmark, col.floor), Cell)]
+            if own and len(floors) == len(own):
+                row.floors[col.key] = mean(floors)
             base = {m: c.value * col.scale for m in own
                     if isinstance(c := lookup(cells, m, BASE, col.benchmark, col.metric), Cell)}
             row.delta[col.key] = mean(own[m] - base[m] for m in base) if base and variant != BASE else None

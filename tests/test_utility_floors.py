@@ -97,3 +97,46 @@ def test_zero_shot_protocol_runs_the_lm_eval_scorer_with_floors(bert_tiny, mirro
     assert "no zero-shot definition of stsb" in result.details["unavailable"]["stsb"]
     assert result.scores["floor"].value == pytest.approx(40 / 71 * 100)
     assert result.scores["score"].value == result.scores["wnli"].value  # WNLI alone is the suite
+
+
+def test_leaderboard_shows_each_suite_score_with_its_floor(tmp_path):
+    """Cells read "score (floor x)" with x averaged over the same models; the CSV gains glue_floor; the probe is
+    labelled; a record without a floor shows none; records without floors change nothing."""
+    import csv as csv_module
+    import io
+
+    from harness.records import load_records
+    from leaderboard import export, html
+    from leaderboard.ranking import build
+    from leaderboard_records import make_record, write
+
+    records = [make_record("m1", "base", "glue", {"score": 70.0, "floor": 40.0}),
+               make_record("m2", "base", "glue", {"score": 60.0, "floor": 50.0}),
+               make_record("m1", "a", "glue", {"score": 41.0, "floor": 40.0}),
+               make_record("m2", "a", "glue", {"score": 59.0}),  # an old record: no floor
+               make_record("m1", "base", "stereoset", {"ss": 60.0, "lms": 80.0}),
+               make_record("m1", "a", "stereoset", {"ss": 55.0, "lms": 78.0})]
+    for rec in records:
+        rec.protocol = "probe" if rec.benchmark == "glue" else "cpu"
+        write(tmp_path, rec)
+    board = build(load_records(tmp_path), order=["base", "a"])
+    cells = dict((row[0], row) for row in export.to_rows(board)[1])
+    headers = export.to_rows(board)[0]
+    assert cells["Base Model"][headers.index("GLUE")] == "65.00 (floor 45.00)"  # mean over m1 and m2
+    assert cells["a"][headers.index("GLUE")] == "50.00"  # m2's record has no floor: none shown
+    assert cells["a"][headers.index("LMS")] == "78.00"  # no floor declared for LMS
+    rows = {r["variant"]: r for r in csv_module.DictReader(io.StringIO(export.to_csv(board)))}
+    assert (rows["base"]["glue"], rows["base"]["glue_floor"], rows["a"]["glue_floor"]) == ("65.000000", "45.000000", "")
+    assert "lms_floor" not in rows["base"] and "superglue_floor" not in rows["base"]
+    markdown, text = export.to_markdown(board), export.to_text(board)
+    assert "(floor x) after GLUE" in markdown and "probe = a cheap stand-in" in markdown
+    assert "(floor x): what a constant answer scores" in text and "glue: probe = a cheap stand-in" in text
+    assert "65.00 (floor 45.00)" in html.to_html(board) and "probe, a cheap stand-in" in export.to_latex(board)
+    for rec in records:
+        rec.scores.pop("floor", None)
+        rec.protocol = "cpu"
+    plain = tmp_path / "plain"
+    for rec in records:
+        write(plain, rec)
+    board = build(load_records(plain), order=["base", "a"])
+    assert "floor" not in export.to_markdown(board) + export.to_csv(board) + export.to_text(board)
