@@ -30,6 +30,22 @@ HiddenHook = Callable[[torch.Tensor], torch.Tensor]
 _HEAD_EXCLUDES = ("pooler", "pooler.*", "*.pooler.*")
 
 
+class DistilBertHead(nn.Module):
+    """DistilBertForMaskedLM's head as one module (it has no head submodule of its own): ``vocab_transform`` →
+    activation → ``vocab_layer_norm`` → ``vocab_projector`` (tied to the word embeddings), as its ``forward``.
+    Holds the model's own modules, so parameters are shared, not copied."""
+
+    PARTS = ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        for name in self.PARTS:
+            setattr(self, name, getattr(model, name))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.vocab_projector(self.vocab_layer_norm(self.activation(self.vocab_transform(hidden))))
+
+
 class LanguageModel:
     """A loaded model + tokenizer with the project's scoring, pooling, hook and parameter API."""
 
@@ -154,15 +170,36 @@ class LanguageModel:
         """Final hidden states [B, T, H] with the hooks applied."""
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
+    @property
+    def head(self) -> nn.Module | None:
+        """The LM head as one module, final hidden states → vocabulary logits, or None when this class does not
+        know the architecture's head (logits then come from the model's own forward).
+
+        BERT: ``cls`` (transform + tied decoder); RoBERTa: ``lm_head`` (dense, GELU, LayerNorm, decoder);
+        DistilBERT: its four head modules in :class:`DistilBertHead`; causal LMs: ``lm_head`` (GPT-2, Llama),
+        unless the model soft-caps its logits. The output embedding alone is the head of none of the masked LMs."""
+        model = self.model
+        if self.kind == "masked":
+            if hasattr(model, "cls"):
+                return model.cls
+            if hasattr(model, "lm_head"):
+                return model.lm_head
+            if all(hasattr(model, n) for n in DistilBertHead.PARTS):
+                return DistilBertHead(model)
+            return None
+        if hasattr(model, "lm_head") and getattr(model.config, "final_logit_softcapping", None) is None:
+            return model.lm_head
+        return None
+
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.kind == "masked" and hasattr(self.model, "cls"):
-            return self.model.cls(hidden)  # BERT: transform + tied decoder
-        return self.model.get_output_embeddings()(hidden)
+        head = self.head
+        if head is None:
+            raise ValueError(f"{self.spec}: the LM head of {type(self.model).__name__} is not known; "
+                             "use logits(), which runs the model's own forward")
+        return head(hidden)
 
     def _has_plain_head(self) -> bool:
-        return (self.kind == "masked" and hasattr(self.model, "cls")) or (
-            self.kind == "causal" and hasattr(self.model, "lm_head")
-            and getattr(self.model.config, "final_logit_softcapping", None) is None)
+        return self.head is not None
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                positions: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

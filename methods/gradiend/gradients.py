@@ -303,17 +303,22 @@ class GradientEngine:
         model = self.lm.model
         prefix = model.base_model_prefix + "."
         tied = self._tied_head_weight()
+        head, head_name = self._head_module()
 
         def loss_rows(weights):
             # the body, then the head only at the target rows; a head tied to the embeddings (BERT,
             # SmolLM2) gets the embedding's dual tensor, so the direction reaches it as in the full model
             body = {n[len(prefix):]: w for n, w in weights.items()}
+            inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
             with self._autocast():
-                hidden = functional_call(model.base_model, body, args=(), strict=False, kwargs={
-                    "input_ids": batch.input_ids, "attention_mask": batch.attention_mask}).last_hidden_state
-                head, head_name = self._head_module()
-                override = {head_name: weights[tied]} if tied in weights else {}
-                logits = functional_call(head, override, (hidden[batch.rows, batch.cols],), strict=False).float()
+                if head is None:  # a head LanguageModel does not know: the whole model, logits at the rows
+                    logits = functional_call(model, weights, args=(), strict=False,
+                                             kwargs=inputs).logits[batch.rows, batch.cols].float()
+                else:
+                    hidden = functional_call(model.base_model, body, args=(), strict=False,
+                                             kwargs=inputs).last_hidden_state
+                    override = {head_name: weights[tied]} if tied in weights and head_name else {}
+                    logits = functional_call(head, override, (hidden[batch.rows, batch.cols],), strict=False).float()
             return torch.logsumexp(logits, -1) - logits.gather(1, batch.factual[:, None]).squeeze(1)
 
         previous = model.config._attn_implementation
@@ -324,12 +329,15 @@ class GradientEngine:
             model.set_attn_implementation(previous)
         return derivative.detach()
 
-    def _head_module(self) -> tuple[torch.nn.Module, str]:
-        """The LM head as used by :meth:`LanguageModel.logits` and the name of its output-embedding weight."""
-        model = self.lm.model
-        if self.lm.kind == "masked" and hasattr(model, "cls"):
-            return model.cls, "predictions.decoder.weight"
-        return model.get_output_embeddings(), "weight"
+    def _head_module(self) -> tuple[torch.nn.Module | None, str | None]:
+        """The LM head as used by :meth:`LanguageModel.logits` (None: not known, the whole model runs) and the
+        name, inside it, of its output-embedding weight (BERT ``predictions.decoder.weight``, RoBERTa
+        ``decoder.weight``, DistilBERT ``vocab_projector.weight``, causal LMs ``weight``)."""
+        head = self.lm.head
+        if head is None:
+            return None, None
+        weight = self.lm.model.get_output_embeddings().weight
+        return head, next((n for n, p in head.named_parameters() if p is weight), None)
 
     def _tied_head_weight(self) -> str | None:
         """Name of the selected parameter that is also the LM head's weight (tied embeddings), if any."""
