@@ -140,6 +140,13 @@ _DROPOUT_FIELDS = {"hidden": ("hidden_dropout_prob", "resid_pdrop", "embd_pdrop"
                    "attention": ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")}
 
 
+def _is_attention_dropout(module_name: str) -> bool:
+    """Whether an ``nn.Dropout`` drops attention probabilities: BERT/RoBERTa ``…attention.self.dropout``,
+    DistilBERT ``…attention.dropout``, GPT-2 ``…attn.attn_dropout`` (their attention kernels read its ``p``).
+    Every other dropout module acts on hidden states (embeddings, attention output, feed-forward, residual)."""
+    return "attention.self" in module_name or module_name.endswith((".attention.dropout", ".attn_dropout"))
+
+
 def set_dropout(model: nn.Module, rates: dict[str, float]) -> dict[str, Any]:
     """Raise dropout in the config and in every ``nn.Dropout``/attention module; returns what changed.
 
@@ -161,8 +168,8 @@ def set_dropout(model: nn.Module, rates: dict[str, float]) -> dict[str, Any]:
     attention = rates.get("attention")
     for name, module in model.named_modules():
         if isinstance(module, nn.Dropout):
-            module.p = float(attention if attention is not None and "attention.self" in name else
-                             hidden if hidden is not None else module.p)
+            rate = attention if _is_attention_dropout(name) else hidden
+            module.p = float(rate if rate is not None else module.p)
         elif (attention is not None and hasattr(module, "attention_dropout")
               and isinstance(module.attention_dropout, float)):
             module.attention_dropout = float(attention)
