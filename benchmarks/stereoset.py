@@ -116,8 +116,9 @@ def template_word(context: str, sentence: str) -> str:
 
 
 # -- scoring --------------------------------------------------------------------------------------
-def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_rows: int = 128,
-                           progress: bool = False) -> dict[str, float]:
+def masked_queries(lm: LanguageModel, clusters: list[Cluster]) -> tuple[list[str], list[MaskedQuery]]:
+    """(owning sentence id, query) per subword of each sentence's candidate word: the context with the earlier
+    subwords and one mask at BLANK, asking for the subword at the mask."""
     tok = lm.tokenizer
     space_sensitive = tok.encode(" a", add_special_tokens=False) != tok.encode("a", add_special_tokens=False)
     items = [(cluster, sid, (" " if space_sensitive and _blank_follows_space(cluster.context) else "")
@@ -126,9 +127,12 @@ def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_ro
     pieces_per_item = lm.token_ids([word for *_, word in items], add_special_tokens=False)
     texts: dict[str, int] = {}  # identical masked texts (e.g. one-subword candidates of a cluster) share a row
     owners, targets, text_rows = [], [], []
-    for (cluster, sid, _), pieces in zip(items, pieces_per_item):
+    for (cluster, sid, word), pieces in zip(items, pieces_per_item):
+        # a leading space added for a byte-level tokenizer is already in the context before BLANK: decoding the
+        # earlier pieces repeats it, and "very  met<mask>" would add a lone space token (RoBERTa)
+        added_space = 1 if word.startswith(" ") else 0
         for i, piece in enumerate(pieces):
-            prefix = tok.decode(pieces[:i]) if i else ""
+            prefix = tok.decode(pieces[:i])[added_space:] if i else ""
             text = cluster.context.replace("BLANK", prefix + tok.mask_token)
             text_rows.append(texts.setdefault(text, len(texts)))
             owners.append(sid)
@@ -137,6 +141,12 @@ def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_ro
     mask_positions = [ids.index(tok.mask_token_id) for ids in encoded]
     queries = [MaskedQuery(tuple(encoded[row]), (mask_positions[row],), mask_positions[row], target)
                for row, target in zip(text_rows, targets)]
+    return owners, queries
+
+
+def masked_sentence_scores(lm: LanguageModel, clusters: list[Cluster], *, max_rows: int = 128,
+                           progress: bool = False) -> dict[str, float]:
+    owners, queries = masked_queries(lm, clusters)
     probs = np.exp(masked_log_probs(lm, queries, max_rows=max_rows, progress=progress, desc="stereoset"))
     sums: dict[str, list[float]] = {}
     for owner, p in zip(owners, probs):
