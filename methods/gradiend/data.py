@@ -19,6 +19,7 @@ used. Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -248,8 +249,28 @@ def corpus_counts(documents: list[str]) -> tuple[Counter, Counter]:
 
 def build_data(bias_type: str, seed: int, *, pair: tuple[int, int] = (0, 1), n_neutral: int = 1000,
                max_templates: int | None = None, documents: list[str] | None = None) -> GradiendData:
-    """Mine templates and names from the corpus (no model involved; see :func:`filter_templates`)."""
-    documents = documents if documents is not None else split_documents(load_documents())[0]
+    """Mine templates and names from the corpus (no model involved; see :func:`filter_templates`).
+
+    Without ``documents`` the catalog corpus is mined, once per process for the same arguments and corpus
+    checksums (seconds of pure Python, the same for every model of a grid); each call gets its own copy."""
+    if documents is None:
+        corpus = resolve("corpus-en")
+        key = (bias_type, seed, tuple(pair), n_neutral, max_templates,
+               json.dumps(corpus.provenance()["sha256"], sort_keys=True))
+        if key not in _MINED:
+            if len(_MINED) >= 4:
+                _MINED.pop(next(iter(_MINED)))
+            _MINED[key] = _mine(bias_type, seed, pair, n_neutral, max_templates,
+                                split_documents(load_documents(corpus))[0])
+        return copy.deepcopy(_MINED[key])
+    return _mine(bias_type, seed, pair, n_neutral, max_templates, documents)
+
+
+_MINED: dict[tuple, GradiendData] = {}  # build_data's per-process memo of the mined catalog corpus
+
+
+def _mine(bias_type: str, seed: int, pair: tuple[int, int], n_neutral: int, max_templates: int | None,
+          documents: list[str]) -> GradiendData:
     classes = feature_classes(bias_type, pair)
     split_docs = [sentences(doc) for doc in documents]
     if bias_type == "gender":

@@ -156,6 +156,18 @@ def pre_prune(engine: GradientEngine, data: GradiendData, fraction: float, sampl
     return torch.topk(total, keep, sorted=False).indices.sort().values
 
 
+def check_splits(lm: LanguageModel, data: GradiendData) -> None:
+    """Every split needs a template after the base-model filter: training samples train, convergence reads val,
+    the encoder test reads test. A model that prefers the class word for too few templates (an untrained or
+    random model prefers he or she whatever the name) would otherwise fail deep inside training."""
+    empty = [split for split in ("train", "val", "test") if data.split(split).empty]
+    if empty:
+        kept = data.info.get("filter", {})
+        raise HarnessError(f"GRADIEND data for {lm.spec}: no {'/'.join(empty)} template is left after the base-model "
+                           f"filter (kept {kept.get('kept', '?')} of {kept.get('total', '?')})",
+                           "use a trained model that predicts the class words, or the full protocol (all templates)")
+
+
 @dataclass
 class Artefacts:
     folder: Path
@@ -197,6 +209,7 @@ def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool =
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         prepared = data if data is not None else prepare_data(lm, settings, progress)
+        check_splits(lm, prepared)
         prepared.save(scratch / "data")
         timings["data"] = time.perf_counter() - clock
         engine, result, model = step_train(lm, settings, prepared, scratch, batch_size=batch_size,
