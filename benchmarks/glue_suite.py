@@ -171,7 +171,8 @@ class GlueSuite(Benchmark):
                     preds[name].append(out[name])
                 losses[str(seed)] = {"steps": log.steps, "final_loss": log.losses[-1] if log.losses else None}
         return preds, {"train_examples": len(rows), "seeds": list(self.options["finetune_seeds"]),
-                       "epochs": settings.epochs, "training": losses}
+                       "epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.batch_size,
+                       "max_length": settings.max_length, "training": losses}
 
     def _tasks(self, lm, ctx, protocol, specs, scores, per_task, unavailable) -> tuple[dict, dict]:
         draws, floors = {}, {}
