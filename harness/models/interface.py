@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch import nn
 
+from harness.errors import HarnessError
 from harness.progress import progress as progress_bar
 
 Kind = Literal["masked", "causal"]
@@ -193,9 +194,9 @@ class LanguageModel:
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.head
-        if head is None:
-            raise ValueError(f"{self.spec}: the LM head of {type(self.model).__name__} is not known; "
-                             "use logits(), which runs the model's own forward")
+        if head is None:  # MLM training needs the head on its own (ALBERT, ELECTRA, … are not supported)
+            raise HarnessError(f"the LM head of {self.spec} ({type(self.model).__name__}) is not known to the harness",
+                               "use a model of the BERT, DistilBERT or RoBERTa family, or a causal LM")
         return head(hidden)
 
     def _has_plain_head(self) -> bool:
