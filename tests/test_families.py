@@ -156,3 +156,27 @@ def test_crows_knows_where_the_familys_special_tokens_sit(family, tiny_families,
 
     expected = {"bert": (1, 1), "distilbert": (1, 1), "roberta": (1, 1), "gpt2": (0, 0), "llama": (1, 0)}
     assert special_layout(tiny_families.lm(family).tokenizer) == expected[family]
+
+
+def test_a_masked_lm_with_an_unknown_head_scores_through_its_own_forward_and_refuses_mlm_training(tiny_families,
+                                                                                                  mirror):
+    """ALBERT is none of the paper's families: its logits come from the model's own forward, and MLM training,
+    which needs the head on its own, stops with one line instead of using the output embedding as the head."""
+    from transformers import AlbertConfig, AlbertForMaskedLM
+
+    from harness.errors import HarnessError
+    from harness.models.interface import LanguageModel
+    from harness.pretraining import TrainingSettings, continue_pretraining
+
+    tokenizer = tiny_families.lm("bert").tokenizer
+    torch.manual_seed(0)
+    model = AlbertForMaskedLM(AlbertConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32,
+                                           num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    lm = LanguageModel(model, tokenizer, "masked", "tiny-albert")
+    assert lm.head is None
+    batch = lm.tokenize(["The nurse said she would come."])
+    with torch.no_grad():
+        torch.testing.assert_close(lm.logits(**batch), model(**batch).logits, rtol=0, atol=0)
+    with pytest.raises(HarnessError, match="LM head of tiny-albert"):
+        continue_pretraining(lm, tiny_families.documents()[:40], tiny_families.documents()[40:60],
+                             TrainingSettings(steps=1, batch_size=2, seq_len=16), progress=False)
