@@ -11,7 +11,8 @@ from harness.errors import HarnessError
 from harness.pipeline import run_experiment
 from harness.records import iter_record_paths, load_records, read_record, record_path
 
-SMALL = {"name": "t", "models": ["zoo:bert-tiny"], "seeds": [0, 1],
+# base runs once (seed-free); damage (a seeded random projection, no data to fit) once per seed
+SMALL = {"name": "t", "models": ["zoo:bert-tiny"], "seeds": [0, 1], "variants": ["base", "damage"],
          "benchmarks": [{"name": "lm-quality", "options": {"n_sentences": 40, "resamples": 200}}]}
 
 
@@ -22,7 +23,7 @@ def config(tmp_path, mirror):
 
 def test_records_hold_provenance_and_round_trip(config):
     summary = run_experiment(config, progress=False)
-    assert len(summary.written) == 2
+    assert len(summary.written) == 3
     record = read_record(summary.written[0])
     raw = json.loads(summary.written[0].read_text())
     assert record.model == "zoo:bert-tiny" and record.variant == "base" and record.seed == 0
@@ -45,11 +46,11 @@ def test_records_hold_provenance_and_round_trip(config):
 def test_resume_skips_finished_and_redoes_missing_or_corrupt(config):
     first = run_experiment(config, progress=False)
     again = run_experiment(config, progress=False)
-    assert again.written == [] and len(again.skipped) == 2
+    assert again.written == [] and len(again.skipped) == 3
     first.written[0].unlink()
     first.written[1].write_text("{ truncated")
     third = run_experiment(config, progress=False)
-    assert sorted(third.written) == sorted(first.written)
+    assert sorted(third.written) == sorted(first.written[:2])  # the deleted and the corrupt record, no more
     assert not [p for p in (first.written[0].parent).iterdir() if p.name.endswith(".tmp")]
 
 
@@ -59,12 +60,12 @@ def test_same_config_and_seed_give_same_numbers(config, tmp_path):
     scores_a = [read_record(p).to_json()["scores"] for p in a.written]
     scores_b = [read_record(p).to_json()["scores"] for p in b.written]
     assert scores_a == scores_b
-    assert scores_a[0] != scores_a[1]  # the seed changes which tokens are masked
+    assert scores_a[1] != scores_a[2]  # the seed changes the projection and which tokens are masked
 
 
 def test_threading_backend_writes_the_same_records(config, tmp_path):
     summary = run_experiment(config, results_dir=tmp_path / "par", jobs=2, backend="threading", progress=False)
-    assert len(summary.written) == 2
+    assert len(summary.written) == 3
     assert {p.name for p in summary.written} == {record_path(tmp_path / "par", s).name for s in expand(config)}
 
 
