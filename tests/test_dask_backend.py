@@ -12,7 +12,7 @@ distributed = pytest.importorskip("distributed")
 
 
 def test_grid_runs_on_local_dask_cluster(tmp_path, mirror):
-    config = parse_config({"name": "dask", "models": ["zoo:bert-tiny"], "seeds": [0, 1],
+    config = parse_config({"name": "dask", "models": ["zoo:bert-tiny"], "seeds": [0, 1], "variants": ["base", "damage"],
                            "benchmarks": [{"name": "lm-quality", "options": {"n_sentences": 20, "resamples": 100}}],
                            "results_dir": str(tmp_path / "runs")})
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -21,7 +21,7 @@ def test_grid_runs_on_local_dask_cluster(tmp_path, mirror):
         summary = run_experiment(config, jobs=2, backend="dask", scheduler=cluster.scheduler_address, progress=False)
         with distributed.Client(cluster.scheduler_address) as client:
             assert len(client.scheduler_info()["workers"]) == 2
-    assert len(summary.written) == 2
+    assert len(summary.written) == 3  # base once (seed-free), the seeded damage control per seed
     local = run_experiment(config, results_dir=tmp_path / "local", progress=False)
     assert [read_record(p).scores for p in summary.written] == [read_record(p).scores for p in local.written]
 
