@@ -56,7 +56,7 @@ def current_scores(records: Sequence[RunRecord],
     def keep(rec: RunRecord) -> bool:
         return all(not selection.get(f) or getattr(rec, attr) in selection[f]
                    for f, attr in (("models", "model"), ("variants", "variant"), ("benchmarks", "benchmark"),
-                                   ("bias_types", "bias_type")))
+                                   ("bias_types", "bias_type"), ("seeds", "seed")))
 
     return aggregate(r for r in records if keep(r))
 

@@ -167,7 +167,8 @@ def cmd_check(args) -> int:
 
             config = load_config(args.config)
             selection = {"models": list(config.models), "variants": [v.name for v in config.variants],
-                         "benchmarks": [b.name for b in config.benchmarks], "bias_types": [config.bias_type]}
+                         "benchmarks": [b.name for b in config.benchmarks], "bias_types": [config.bias_type],
+                         "seeds": list(config.seeds)}  # more seeds in the records must not move seed-mean scores
         elif Path(args.baseline).is_file():
             selection = read_baseline(Path(args.baseline)).get("selection") or {}
         else:
