@@ -27,10 +27,6 @@ Statistic = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
 CHUNK = 500  # replicates drawn per step: fixed, so the draws never depend on memory settings
 
 
-def _generator(seed: int | np.random.SeedSequence | list) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
 def resample_weights(n: int, replicates: int, seed, strata: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Weight matrices [≤CHUNK, n] of ``replicates`` bootstrap replicates in total, from one seeded stream.
 
@@ -39,7 +35,7 @@ def resample_weights(n: int, replicates: int, seed, strata: np.ndarray | None = 
     """
     if n <= 0:
         raise ValueError("bootstrap needs at least one example")
-    rng = _generator(seed)
+    rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
     for start in range(0, replicates, CHUNK):
         rows = min(CHUNK, replicates - start)
@@ -93,10 +89,6 @@ def p_two_sided(draws: np.ndarray) -> float:
 
 
 # -- building blocks of statistics ---------------------------------------------------------------------
-def weighted_sum(w: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return w @ np.asarray(values, dtype=np.float64)
-
-
 def group_sums(w: np.ndarray, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """[B, G]: Σ_{i in group g} w_{b,i} · values_i for every group that has an example (in label order).
 

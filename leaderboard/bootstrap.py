@@ -79,9 +79,10 @@ def replicate_values(records: Sequence[RunRecord], models: Sequence[str], keys: 
                     runs[rec.variant].append(rec)
             if not runs:
                 continue
-            examples = {v: [examples_of(r) for r in sorted(rs, key=lambda r: r.seed)] for v, rs in runs.items()}
-            check_paired(model, benchmark, {f"{v} seed {r.seed}": ex for v, rs in runs.items()
-                                            for r, ex in zip(sorted(rs, key=lambda r: r.seed), examples[v])})
+            ordered = {v: sorted(rs, key=lambda r: r.seed) for v, rs in runs.items()}
+            examples = {v: [examples_of(r) for r in rs] for v, rs in ordered.items()}
+            check_paired(model, benchmark, {f"{v} seed {r.seed}": ex for v, rs in ordered.items()
+                                            for r, ex in zip(rs, examples[v])})
             first = next(iter(examples.values()))[0]
             per_seed = {(v, k): [] for v in examples for k in bench_keys}
             for w in resample_weights(first.n, replicates, stream_seed(seed, model, benchmark), first.strata_values):

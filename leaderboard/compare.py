@@ -25,7 +25,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.examples import Examples
 from harness.records import RunRecord
-from harness.stats import p_two_sided, percentile_interval, resample_weights
+from harness.stats import p_two_sided, percentile_interval, point, resample_weights
 
 RERUN = ("re-run it: `gradiend-bench run CONFIG` recomputes records whose benchmark version changed "
          "(`--force` for the rest)")
@@ -82,8 +82,7 @@ def paired_bootstrap(a: Examples, b: Examples, metric, model: str, *, resamples:
     n = a.n
     if n == 0:
         raise HarnessError(f"{model}: no {metric.key} examples to compare", "check the benchmark's bias type")
-    ones = np.ones((1, n))
-    point_a, point_b = float(metric.statistic(a.arrays, ones)[0]), float(metric.statistic(b.arrays, ones)[0])
+    point_a, point_b = point(metric.statistic, a.arrays, n), point(metric.statistic, b.arrays, n)
     draws_a, draws_b = [], []
     for w in resample_weights(n, resamples, stream_seed(seed, model, metric.key), a.strata_values):
         draws_a.append(metric.statistic(a.arrays, w))

@@ -139,6 +139,23 @@ def smollm2_fp64(smollm2):
     return copy.deepcopy(smollm2.model).double()
 
 
+@pytest.fixture(scope="session")
+def tiny_families(tmp_path_factory):
+    """The five paper families as tiny offline models, built once per session (tests/tiny_families.py)."""
+    from tiny_families import session_families
+
+    return session_families(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (the family matrix: faster and steadier on 2 loaded cores)."""
+    from tiny_families import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(params=["bert_tiny", "smollm2"])
 def any_lm(request):
     lm = request.getfixturevalue(request.param)

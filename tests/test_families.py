@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from harness.models.tiny import FAMILIES
-from tiny_families import BENCHMARKS, VARIANTS, TinyFamilies, one_torch_thread, session_families
+from tiny_families import BENCHMARKS, VARIANTS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLASSES = {  # the family's model, backbone and tokenizer classes (what the paper's hub models load as)
     "bert": ("BertForMaskedLM", "BertModel", "BertTokenizer"),
@@ -27,17 +29,6 @@ START = {"bert": "[CLS]", "distilbert": "[CLS]", "roberta": "<s>", "gpt2": None,
 def finite_scores(record) -> list[str]:
     """Names of the record's scores that are not finite numbers (empty when all are)."""
     return [name for name, score in record.scores.items() if not math.isfinite(score.value)]
-
-
-@pytest.fixture(scope="session")
-def tiny_families(tmp_path_factory) -> TinyFamilies:
-    return session_families(tmp_path_factory)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -16,7 +16,9 @@ from harness.models import load_model
 from harness.models.tiny import FAMILIES
 from harness.pretraining import set_dropout
 from methods.selfdebias import DEBIASING_PREFIXES, insert_prefix
-from tiny_families import VARIANTS, TinyFamilies, one_torch_thread, session_families
+from tiny_families import VARIANTS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEMPLATE = "Mary told the children that [TARGET] would read them a story."
 
@@ -30,17 +32,6 @@ DROPOUT_FIELDS = {
 }
 HEAD_NORM = {"bert": "cls.predictions.transform.LayerNorm.weight", "roberta": "lm_head.layer_norm.weight",
              "distilbert": "vocab_layer_norm.weight"}
-
-
-@pytest.fixture(scope="session")
-def tiny_families(tmp_path_factory) -> TinyFamilies:
-    return session_families(tmp_path_factory)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture

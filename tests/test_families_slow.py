@@ -12,22 +12,11 @@ import pytest
 
 from harness.models.tiny import FAMILIES
 from harness.records import STATUS_NOT_APPLICABLE
-from tiny_families import BENCHMARKS, VARIANTS, TinyFamilies, one_torch_thread, session_families
+from tiny_families import BENCHMARKS, VARIANTS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 REPRESENTATION_BENCHMARKS = ("seat", "glue", "superglue")  # not applicable to SelfDebias (predictions only)
-
-
-@pytest.fixture(scope="session")
-def tiny_families(tmp_path_factory) -> TinyFamilies:
-    return session_families(tmp_path_factory)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.mark.parametrize("family", FAMILIES)
