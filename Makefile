@@ -59,13 +59,13 @@ perf: install
 # Regenerate the committed records and tables under results/.
 results: install
 	$(BIN)/gradiend-bench run configs/demo.yaml --results results/runs
-	$(BIN)/gradiend-bench run configs/full.yaml --results results/runs
+	$(BIN)/gradiend-bench run configs/zoo-cpu.yaml --results results/runs
 	$(MAKE) tables
 
 # Regenerate every committed table and figure from results/runs (no model runs):
 # results/tables/leaderboard.{csv,md,tex,html}, results/tables/figures/*.png and the README's leaderboard.
 tables: install
-	$(BIN)/gradiend-bench leaderboard --results results/runs --config configs/full.yaml \
+	$(BIN)/gradiend-bench leaderboard --results results/runs --config configs/zoo-cpu.yaml \
 		--output-dir results/tables --plots results/tables/figures --readme README.md
 
 # Consistency check of the committed records (results/runs) against the committed demo-grid baseline; it runs
