@@ -17,6 +17,7 @@ A method module::
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
@@ -83,15 +84,33 @@ class Score:
             raise ValueError(f"score value must be a number, got {self.value!r}")
 
 
-@dataclass
+SCRATCH_CACHE = "gradiend-bench-cache"  # under the system temp folder: a shared cache without a cache_dir
+
+
+def _methods_folder(root: Path | str, namespace: str, key: str) -> Path:
+    """The one layout of method caches: ``<root>/methods/<namespace>/<key>``."""
+    return Path(root) / "methods" / namespace / key
+
+
+@dataclass(frozen=True)
 class RunContext:
-    """What an adapter may use during one run: options, seed, protocol, data and a scratch directory."""
+    """What an adapter may use during one run: options, seed, protocol, data and the caches.
+
+    Frozen: the pipeline hands each variant step and each benchmark run its own copy
+    (``dataclasses.replace``) instead of changing a context others hold. ``datasets`` is the one
+    collector, filled by :meth:`data` for the run record.
+
+    Method caches (one mechanism, both under ``<cache_dir>/methods/``, see docs/caching.md):
+
+    * ``step_cache`` — this variant step's own folder, set by :func:`harness.variants.apply_variant`;
+    * :meth:`shared_cache` — a folder several variants share (GRADIEND's training serves three).
+    """
 
     seed: int = 0
     protocol: str = "cpu"
     bias_type: str = "gender"
     batch_size: int = 64
-    cache_dir: Path | None = None
+    cache_dir: Path | None = None  # the run cache (harness.pipeline.run_cache_dir); None: no caching
     artifact_dir: Path | None = None  # per-run folder for large outputs (predictions files, plots)
     progress: bool = True
     datasets: dict[str, ResolvedDataset] = field(default_factory=dict)
@@ -108,6 +127,20 @@ class RunContext:
         """Which of a method's ``PROTOCOL_SETTINGS`` rows applies: ``"full"`` under the full protocol, else
         ``"cpu"`` (also for protocols only some benchmarks define, e.g. GLUE's ``probe``)."""
         return "full" if self.protocol == "full" else "cpu"
+
+    def method_folder(self, namespace: str, key: str) -> Path | None:
+        """``<cache_dir>/methods/<namespace>/<key>``, or None without a cache directory."""
+        return _methods_folder(self.cache_dir, namespace, key) if self.cache_dir else None
+
+    def shared_cache(self, namespace: str, lm: LanguageModel, payload: dict[str, Any]) -> Path:
+        """The folder for a result that several variants share: ``<cache_dir>/methods/<namespace>/<key>``, the
+        key covering ``lm`` (weights and earlier steps) and ``payload``
+        (:func:`harness.variants.method_cache_key`). Without a cache directory it lies under the system temp
+        folder (``SCRATCH_CACHE``), since a method that shares its result needs somewhere to keep it."""
+        from harness.variants import method_cache_key
+
+        root = self.cache_dir or Path(tempfile.gettempdir()) / SCRATCH_CACHE
+        return _methods_folder(root, namespace, method_cache_key(lm, payload))
 
 
 @dataclass
@@ -158,8 +191,9 @@ class Method:
     ``acts_on`` says what it changes: ``"weights"`` (ΔW), ``"representations"`` (a hidden hook) or
     ``"predictions"`` (a prediction hook, see :mod:`harness.hooks`). During ``apply``/``fit``,
     ``ctx.step_cache`` is this step's artefact folder, keyed by the model it was fitted on (base model plus
-    every earlier step) and by this step's options, seed, protocol and bias type; ``self.notes`` goes
-    into the run record.
+    every earlier step) and by this step's options, seed, protocol and bias type; a result that other
+    variants reuse goes to ``ctx.shared_cache(namespace, lm, payload)`` instead. ``self.notes`` goes into
+    the run record.
     """
 
     name: ClassVar[str]

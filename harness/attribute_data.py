@@ -173,10 +173,9 @@ def _features_key(lm, texts: Sequence[str], max_length: int | None) -> str | Non
     (affine ones by value; any other hook disables caching) and the texts. None = do not cache."""
     from harness.hooks import AffineHook
     from harness.keys import stable_digest
-    from harness.variants import model_identity
+    from harness.variants import fitted_on
 
-    digest = stable_digest({"model": model_identity(lm), "lineage": lm.origin.get("lineage", []),
-                            "max_length": max_length})
+    digest = stable_digest({**fitted_on(lm), "max_length": max_length})
     for hook in lm.hooks:
         if not isinstance(hook, AffineHook):
             return None

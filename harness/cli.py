@@ -187,21 +187,25 @@ def cmd_list_registered(args) -> int:
 def cmd_run(args) -> int:
     from harness.config import load_config
     from harness.paths import ensure_writable_dir
-    from harness.pipeline import describe_plan, run_experiment
+    from harness.pipeline import RUN_CACHE_ENV, default_cache_dir, describe_plan, run_cache_dir, run_experiment
 
     config = load_config(args.config)
     results = Path(args.results or config.results_dir)
     fix = "pass --results with a writable folder (or set results_dir in the config)"
     ensure_writable_dir(results, "results folder", fix)
-    for beside in ("cache", "artifacts"):  # the pipeline keeps method caches and large outputs next to it
-        ensure_writable_dir(results.parent / beside, f"{beside} folder", fix)
+    # large outputs and record locks stay beside the results folder; the run cache goes where it is chosen
+    ensure_writable_dir(results.parent / "artifacts", "artifacts folder", fix)
+    ensure_writable_dir(default_cache_dir(results), "cache folder", fix)
+    cache = run_cache_dir(results, args.cache)
+    if cache != default_cache_dir(results):
+        ensure_writable_dir(cache, "cache folder", f"pass --cache (or set {RUN_CACHE_ENV}) with a writable folder")
     plan = describe_plan(config, args.results)
     print(f"{config.name}: {plan['runs']} run(s) in {plan['groups']} group(s), {plan['done']} already recorded"
           + (" (ignored: --force)" if args.force and plan["done"] else ""))
     if args.dry_run:
         return 0
     summary = run_experiment(config, results_dir=args.results, jobs=args.jobs, backend=args.backend,
-                             scheduler=args.scheduler, force=args.force, progress=not args.quiet)
+                             scheduler=args.scheduler, force=args.force, progress=not args.quiet, cache_dir=cache)
     print(f"wrote {len(summary.written)} record(s), skipped {len(summary.skipped)} existing, "
           f"in {summary.wall_time_s:.1f}s -> {args.results or config.results_dir}")
     return 0
@@ -256,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment grid from a YAML config")
     run.add_argument("config")
     run.add_argument("--results", help="records folder (default: the config's results_dir)")
+    run.add_argument("--cache", metavar="DIR", help="run cache for method fits and features (default: "
+                     "$GRADIEND_BENCH_RUN_CACHE, else <results>/../cache; see docs/caching.md)")
     run.add_argument("--jobs", type=int, default=1, help="parallel groups (default 1)")
     run.add_argument("--backend", default="loky",
                      help="joblib backend: loky, threading, multiprocessing, sequential, dask")

@@ -17,7 +17,7 @@ import resource
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from harness.records import STATUS_NOT_APPLICABLE, RunRecord, is_complete, recor
 
 log = logging.getLogger(__name__)
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
+# The run cache (method fits, pooled features); distinct from GRADIEND_BENCH_CACHE (downloads: models, data, wheels)
+RUN_CACHE_ENV = "GRADIEND_BENCH_RUN_CACHE"
 
 
 @dataclass
@@ -48,6 +50,20 @@ def seed_everything(seed: int) -> None:
 
 def _peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def default_cache_dir(results_dir: Path) -> Path:
+    """The run cache when none is chosen: ``<results>/../cache``, beside the records folder (kept as given, not
+    resolved, so the paths in method notes read as they always did). Record locks always live here."""
+    return Path(results_dir).parent / "cache"
+
+
+def run_cache_dir(results_dir: Path, given: str | Path | None = None) -> Path:
+    """Where a run keeps method fits and pooled features (docs/caching.md): ``given`` (``run --cache``), else
+    ``$GRADIEND_BENCH_RUN_CACHE``, else :func:`default_cache_dir`. Entries are content-keyed, so any results
+    folders may share one cache; the run record names the one used (``environment.cache_dir``)."""
+    chosen = given or os.environ.get(RUN_CACHE_ENV)
+    return Path(chosen).expanduser() if chosen else default_cache_dir(results_dir)
 
 
 def artifact_dir(results_dir: Path, spec: RunSpec) -> Path:
@@ -90,8 +106,10 @@ _WATCHED_PARENT: int | None = None
 
 def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
                   torch_threads: int | None = None, parent_pid: int | None = None,
-                  force: bool = False) -> tuple[list[str], list[str]]:
+                  force: bool = False, cache_dir: str | None = None) -> tuple[list[str], list[str]]:
     """Load the group's model once, apply its variant, run each benchmark and write its record.
+
+    ``cache_dir`` is the run cache (:func:`run_cache_dir` of ``results_dir`` when None).
 
     Returns (written, skipped) record paths. Each record is computed under its lock
     (:func:`harness.locks.file_lock`) after re-checking that no other process wrote it meanwhile, so
@@ -115,7 +133,7 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
     group_started = time.perf_counter()
     lm = load_model(first.model, device=first.device)
     ctx = RunContext(seed=first.seed, protocol=first.protocol, bias_type=first.bias_type,
-                     batch_size=first.batch_size, cache_dir=results.parent / "cache", progress=progress)
+                     batch_size=first.batch_size, cache_dir=run_cache_dir(results, cache_dir), progress=progress)
     lm, steps_log = apply_variant(lm, parse_variant(first.variant, first.variant_options), ctx)
     variant_seconds = time.perf_counter() - group_started
     written, skipped = [], [str(record_path(results, s)) for s in done]
@@ -136,14 +154,16 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
 
 
 def _record_lock_target(results: Path, spec: RunSpec) -> Path:
-    """What a record's lock is named after: a path under the (git-ignored) cache beside the results
-    folder, so the records folder, which may be committed, holds nothing but records."""
+    """What a record's lock is named after: a path under the (git-ignored) default cache beside the results
+    folder, so the records folder, which may be committed, holds nothing but records. Not under a chosen
+    ``--cache``: every process writing one results folder must take the same lock, whatever cache it uses."""
     relative = record_path(results, spec).relative_to(results)
-    return results.parent / "cache" / "record-locks" / results.name / relative
+    return default_cache_dir(results) / "record-locks" / results.name / relative
 
 
-def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_share_s: float) -> RunRecord:
-    """Run one benchmark on the prepared model and build its record."""
+def _run_one(spec: RunSpec, results: Path, lm, group_ctx, steps_log: list, variant_share_s: float) -> RunRecord:
+    """Run one benchmark on the prepared model and build its record (with its own copy of the group's context:
+    no data sets recorded yet, this run's artefact folder)."""
     import torch
 
     from harness.provenance import environment, git_state
@@ -152,8 +172,7 @@ def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_sha
 
     benchmark = get_benchmark(spec.benchmark)(**spec.benchmark_options)
     seed_everything(spec.seed)
-    ctx.datasets = {}
-    ctx.artifact_dir = artifact_dir(results, spec)
+    ctx = replace(group_ctx, datasets={}, artifact_dir=artifact_dir(results, spec))
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     blocked = representation_blocked(steps_log) if benchmark.reads == "representations" else None
@@ -171,7 +190,8 @@ def _run_one(spec: RunSpec, results: Path, lm, ctx, steps_log: list, variant_sha
         model=spec.model, variant=spec.variant, benchmark=spec.benchmark, seed=spec.seed, protocol=protocol,
         bias_type=spec.bias_type, config=spec.full_config(), config_hash=spec.config_hash, scores=scores,
         status=status, details=details, datasets={k: v.provenance() for k, v in ctx.datasets.items()},
-        model_origin=lm.origin, variant_steps=steps_log, environment=environment(), git=git_state(),
+        model_origin=lm.origin, variant_steps=steps_log, git=git_state(),
+        environment={**environment(), "cache_dir": str(ctx.cache_dir)},  # where it ran, not what: outside the hash
         started_at=started_at, wall_time_s=round(time.perf_counter() - started + variant_share_s, 3),
         peak_memory_mb=_peak_memory_mb(), artifacts=artifacts, per_example=per_example)
 
@@ -187,7 +207,10 @@ def _prefetch_zoo_models(specs: set[str]) -> None:
 
 def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None = None, jobs: int = 1,
                    backend: str = "loky", scheduler: str | None = None, force: bool = False,
-                   progress: bool = True, scheduler_timeout_s: float = 20.0) -> RunSummary:
+                   progress: bool = True, scheduler_timeout_s: float = 20.0,
+                   cache_dir: str | Path | None = None) -> RunSummary:
+    """Run every spec of ``config`` without a record; ``cache_dir`` as :func:`run_cache_dir` (resolved here,
+    once, so workers on other machines use the cache this process chose)."""
     import joblib
 
     if backend not in BACKENDS:
@@ -197,6 +220,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
     if jobs < 1:
         raise HarnessError(f"--jobs must be at least 1, got {jobs}", "pass --jobs 1 or more")
     results = Path(results_dir or config.results_dir)
+    cache = str(run_cache_dir(results, cache_dir))
     summary = RunSummary()
     started = time.perf_counter()
     specs = expand(config)
@@ -213,7 +237,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
     _prefetch_zoo_models({g[0].model for g in groups})
     threads = max(1, (os.cpu_count() or 1) // min(jobs, len(groups))) if jobs > 1 else None
     parent = None if backend == "dask" else os.getpid()  # local workers die with this process
-    calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads, parent, force)
+    calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads, parent, force, cache)
              for g in groups]
     if backend == "dask":
         try:
@@ -229,7 +253,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         with client, joblib.parallel_config(backend="dask"):
             outputs = joblib.Parallel(n_jobs=jobs)(calls)
     elif backend == "sequential" or (jobs == 1 and backend == "loky"):
-        outputs = [execute_group(g, str(results), progress, force=force) for g in groups]
+        outputs = [execute_group(g, str(results), progress, force=force, cache_dir=cache) for g in groups]
     else:
         outputs = joblib.Parallel(n_jobs=jobs, backend=backend)(calls)
     summary.written = [Path(p) for written, _ in outputs for p in written]

@@ -6,8 +6,7 @@ the CDA model. Weight-changing steps must come before post-processing ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness.errors import HarnessError
@@ -55,19 +54,33 @@ def model_identity(lm) -> dict[str, Any]:
     return {"spec": lm.spec, **{k: v for k, v in lm.origin.items() if k not in ("load_seconds", "lineage")}}
 
 
+def fitted_on(lm) -> dict[str, Any]:
+    """What a result fitted on ``lm`` depends on from the model: the loaded weights and every step applied
+    since (``lineage``) — the model part of every method cache key and of the pooled-feature key."""
+    return {"model": model_identity(lm), "lineage": lm.origin.get("lineage", [])}
+
+
+def method_cache_key(lm, payload: dict[str, Any]) -> str:
+    """The 16-hex key of a method cache folder: ``payload`` (the method's own settings) plus :func:`fitted_on`
+    ``lm``. Equal content gives the equal key whatever the dict order (:func:`harness.keys.stable_key`)."""
+    clash = {"model", "lineage"} & set(payload)
+    if clash:
+        raise ValueError(f"a method cache payload may not set {sorted(clash)}: the key adds the model itself")
+    return stable_key({**fitted_on(lm), **payload}, 16)
+
+
 def step_cache_key(lm, step: VariantStep, method_version: int, ctx) -> str:
     """Hash of the model the step is applied to (base + earlier steps) and of the step's own settings."""
-    payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "method": step.name,
-               "version": method_version, "options": step.options, "seed": ctx.seed, "protocol": ctx.protocol,
-               "bias_type": ctx.bias_type}
-    return stable_key(payload, 16)
+    return method_cache_key(lm, {"method": step.name, "version": method_version, "options": step.options,
+                                 "seed": ctx.seed, "protocol": ctx.protocol, "bias_type": ctx.bias_type})
 
 
 def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str, Any]]]:
     """Run each step on the model the previous one produced; returns the model and a log for the record.
 
-    Each step gets ``ctx.step_cache`` = ``<cache>/methods/<name>/<key>``; the key covers every earlier
-    step, so ``cda+inlp`` never reuses the INLP projection fitted on the base model.
+    Each step runs with its own copy of ``ctx`` whose ``step_cache`` is ``<cache>/methods/<name>/<key>``
+    (:meth:`harness.api.RunContext.method_folder`); ``ctx`` itself is not changed. The key covers every
+    earlier step, so ``cda+inlp`` never reuses the INLP projection fitted on the base model.
     """
     from harness.registry import get_method
 
@@ -75,19 +88,18 @@ def apply_variant(lm, steps: list[VariantStep], ctx) -> tuple[Any, list[dict[str
     for step in steps:
         method = get_method(step.name)(**step.options)
         key = step_cache_key(lm, step, method.version, ctx)
-        ctx.step_cache = Path(ctx.cache_dir) / "methods" / step.name / key if ctx.cache_dir else None
+        step_ctx = replace(ctx, step_cache=ctx.method_folder(step.name, key))
         lineage = [*lm.origin.get("lineage", []), {"method": step.name, "key": key, "acts_on": method.acts_on}]
         if step.kind == "weight":
-            lm = method.apply(lm, ctx)
+            lm = method.apply(lm, step_ctx)
         elif method.acts_on == "predictions":
-            lm.add_prediction_hook(method.fit(lm, ctx))
+            lm.add_prediction_hook(method.fit(lm, step_ctx))
         else:
-            lm.add_hidden_hook(method.fit(lm, ctx))
+            lm.add_hidden_hook(method.fit(lm, step_ctx))
         # A new dict: a post-processing step returns the same model object, whose origin may be shared.
         lm.origin = {**lm.origin, "lineage": lineage}
         log.append({"method": step.name, "kind": step.kind, "acts_on": method.acts_on, "options": step.options,
                     "cache_key": key, "notes": method.notes})
-    ctx.step_cache = None
     return lm, log
 
 

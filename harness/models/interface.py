@@ -47,6 +47,19 @@ class DistilBertHead(nn.Module):
         return self.vocab_projector(self.vocab_layer_norm(self.activation(self.vocab_transform(hidden))))
 
 
+def configured_tokenizer(tokenizer):
+    """``tokenizer`` as :meth:`LanguageModel.tokenize` needs it — a pad token (end-of-text, else unknown, when it
+    has none) and right padding, so pooling and positions count from the left. One that already is (every zoo
+    model's) is used as it is; otherwise a configured deep copy, so the caller's tokenizer never changes."""
+    if tokenizer.pad_token is not None and tokenizer.padding_side == "right":
+        return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 class LanguageModel:
     """A loaded model + tokenizer with the project's scoring, pooling, hook and parameter API."""
 
@@ -54,15 +67,12 @@ class LanguageModel:
         if kind not in ("masked", "causal"):
             raise ValueError(f"kind must be 'masked' or 'causal', not {kind!r}")
         self.model = model.eval()
-        self.tokenizer = tokenizer
+        self.tokenizer = configured_tokenizer(tokenizer)
         self.kind: Kind = kind
         self.spec = spec
         self.origin = dict(origin or {})
         self.hooks: list[HiddenHook] = []
         self.prediction_hooks: list = []  # harness.hooks.PredictionHook, applied to token log-probs
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        tokenizer.padding_side = "right"
         self._register_hook()
 
     def _register_hook(self) -> None:

@@ -1,25 +1,23 @@
 """Method adapters ``gradiend`` (debias, BPI), ``gradiend-fpi`` and ``gradiend-mpi`` (strengthen a class).
 
 All three share one trained GRADIEND per (model lineage, training options, seed, protocol, bias type):
-it is cached under ``<cache>/methods/gradiend-shared/<key>`` (see :mod:`methods.gradiend.workflow`),
+it is cached in the harness's shared method cache, ``<cache>/methods/gradiend-shared/<key>``
+(:meth:`harness.api.RunContext.shared_cache`; the folder's contents: :mod:`methods.gradiend.workflow`),
 so a grid with the three variants trains once. Each variant then rewrites a copy of the model with its
 selected update W + α·dec(h*) and records the selection in ``ctx.step_cache``.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import ClassVar
 
 from harness.api import RunContext, WeightChangingMethod
 from harness.atomic import write_json_atomic
-from harness.keys import stable_key
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
-from harness.variants import model_identity
 from methods.gradiend.rewrite import rewrite
 from methods.gradiend.training import SOURCES
 from methods.gradiend.workflow import Settings, fit
@@ -29,14 +27,14 @@ TRAINING_OPTIONS = ("include", "exclude", "pre_prune", "post_prune", "seeds", "l
 # 2: the reference convergence rule, per-seed data order, the paper's name-prediction objective and 240-candidate
 #    grid with the unchanged model in the argmax, the reference's per-family learning rate
 VERSION = 2
+SHARED_NAMESPACE = "gradiend-shared"  # the trained GRADIEND's namespace in the shared method cache
 
 
 def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
-    payload = {"model": model_identity(lm), "lineage": lm.origin.get("lineage", []), "settings": settings.__dict__,
-               "lr": settings.learning_rate(lm), "version": VERSION}
-    key = stable_key(payload, 16)
-    root = Path(ctx.cache_dir) if ctx.cache_dir else Path(tempfile.gettempdir()) / "gradiend-bench-cache"
-    return root / "methods" / "gradiend-shared" / key
+    """The trained GRADIEND's folder in the harness's shared method cache (:meth:`RunContext.shared_cache`),
+    keyed by ``lm`` with its lineage, every training setting, the learning rate actually used and ``VERSION``."""
+    payload = {"settings": vars(settings), "lr": settings.learning_rate(lm), "version": VERSION}
+    return ctx.shared_cache(SHARED_NAMESPACE, lm, payload)
 
 
 class _Gradiend(WeightChangingMethod):

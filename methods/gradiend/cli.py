@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from harness.atomic import write_json_atomic
@@ -62,19 +62,24 @@ def cmd_data(args) -> int:
     return 0
 
 
+def train_settings(saved, args):
+    """``saved`` (the folder's ``settings.json``) with the flags ``train`` was given: a new ``Settings``, as
+    ``saved`` is a cache key and stays as it is."""
+    given = {key: getattr(args, key) for key in ("max_steps", "pre_prune", "post_prune", "lr", "convergence",
+                                                 "min_convergent_seeds") if getattr(args, key) is not None}
+    if args.seeds:
+        given["seeds"] = tuple(args.seeds)
+    return replace(saved, **given, bf16=saved.bf16 or args.bf16)
+
+
 def cmd_train(args) -> int:
     from harness.models import load_model
     from methods.gradiend.data import GradiendData
     from methods.gradiend.workflow import step_train
 
     folder = Path(args.dir)
-    model_spec, settings = _settings(folder)
-    for key in ("max_steps", "pre_prune", "post_prune", "lr", "convergence", "min_convergent_seeds"):
-        if getattr(args, key) is not None:
-            setattr(settings, key, getattr(args, key))
-    if args.seeds:
-        settings.seeds = tuple(args.seeds)
-    settings.bf16 = settings.bf16 or args.bf16
+    model_spec, saved = _settings(folder)
+    settings = train_settings(saved, args)
     write_json_atomic(folder / "settings.json", {"model": model_spec, **asdict(settings)})
     _, result, _ = step_train(load_model(model_spec), settings, GradiendData.load(folder / "data"), folder,
                               progress=True, resume_dir=folder / "resume")
@@ -110,7 +115,7 @@ def cmd_eval_decoder(args) -> int:
     folder = Path(args.dir)
     _, settings, data, engine, gradiend = _engine(folder)
     if args.grid:
-        settings.grid = args.grid
+        settings = replace(settings, grid=args.grid)
     selection = step_decoder(engine, settings, data, gradiend, folder, progress=True)
     for rule in ("product", "lms-threshold"):
         for metric, c in selection[rule].items():

@@ -52,9 +52,10 @@ CPU_MAX_STEPS = 400  # an upper bound: the cpu protocol stops a seed once it has
 MEMORY_BUDGET = 2 * 1024 ** 3  # bytes for the encoder-decoders + AdamW state before pre-pruning kicks in
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    """Everything that determines a trained GRADIEND (part of the cache key)."""
+    """Everything that determines a trained GRADIEND (part of the cache key, so frozen: change one with
+    ``dataclasses.replace``)."""
 
     bias_type: str = "gender"
     pair: tuple[int, int] = (0, 1)
