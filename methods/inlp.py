@@ -42,24 +42,14 @@ apart (max element) across those settings. Hence:
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
-from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import (
-    attribute_sentences,
-    bias_bench_split,
-    cached_hook,
-    encode,
-    majority_rate,
-    probe_accuracy,
-    single_threaded,
-)
-from harness.hooks import AffineHook
+from harness.api import RunContext
+from harness.attribute_data import single_threaded
+from harness.erasure import AttributeErasureMethod, OrthogonalProjection
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.progress import progress as progress_bar
@@ -114,15 +104,34 @@ def nullspace_projection(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.nda
     return projection, accuracies
 
 
+class INLPEraser(OrthogonalProjection):
+    """INLP on arrays: ``fit(X, y, eval_set=(X_dev, y_dev))`` sets ``projection_`` (the P above) and
+    ``accuracies_`` (each classifier's accuracy on the eval set; the training data when there is none)."""
+
+    uses_eval_set = True
+
+    def __init__(self, iterations: int, *, C: float = 1.0, stop_at_majority: bool = False, seed: int = 0,
+                 progress: bool = False):
+        self.iterations, self.C, self.stop_at_majority = iterations, C, stop_at_majority
+        self.seed, self.progress = seed, progress
+
+    def fit(self, X: np.ndarray, y: np.ndarray, eval_set: tuple[np.ndarray, np.ndarray] | None = None) -> "INLPEraser":
+        x_dev, y_dev = eval_set if eval_set is not None else (X, y)
+        with single_threaded():
+            self.projection_, self.accuracies_ = nullspace_projection(
+                X, y, x_dev, y_dev, self.iterations, C=self.C, seed=self.seed, progress=self.progress,
+                stop_at_majority=self.stop_at_majority)
+        return self
+
+
 @register_method("inlp")
-class INLP(PostProcessingMethod):
+class INLP(AttributeErasureMethod):
     """INLP: iterative nullspace projection of attribute classifiers (Ravfogel et al. 2020; bias-bench).
 
     Options: ``n_per_class``, ``iterations`` and ``stop_at_majority`` (None = the protocol's value),
     ``C`` (LinearSVC)."""
 
     version = 2  # 2: SVMs solved to tol 1e-8, rank cut-off 1e-10 (reproducible across CPUs; see the docstring)
-    acts_on = "representations"
     options_spec = {"n_per_class": Option(int, None, minimum=1, allow_none=True),
                     "iterations": Option(int, None, minimum=1, allow_none=True),
                     "C": Option(float, 1.0, above=0), "stop_at_majority": Option(bool, None, allow_none=True)}
@@ -136,29 +145,10 @@ class INLP(PostProcessingMethod):
                 "stop_at_majority": bool(base["stop_at_majority"] if self.options["stop_at_majority"] is None
                                          else self.options["stop_at_majority"])}
 
-    def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
-        settings = self.settings(lm, ctx)
-        hook, self.notes = cached_hook(ctx.step_cache, lambda: self._fit(lm, ctx, settings))
-        return hook
+    def eraser(self, settings: dict[str, Any], ctx: RunContext) -> INLPEraser:
+        return INLPEraser(settings["iterations"], C=settings["C"], stop_at_majority=settings["stop_at_majority"],
+                          seed=ctx.seed, progress=ctx.progress)
 
-    def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
-        started = time.perf_counter()
-        data = attribute_sentences(ctx.bias_type, settings["n_per_class"], ctx.seed)
-        x = encode(lm, data.texts, ctx).double().numpy()
-        y = np.asarray(data.labels)
-        train, dev, test = bias_bench_split(len(y), ctx.seed)
-        with single_threaded():
-            projection, accuracies = nullspace_projection(x[train], y[train], x[dev], y[dev], settings["iterations"],
-                                                          C=settings["C"], seed=ctx.seed, progress=ctx.progress,
-                                                          stop_at_majority=settings["stop_at_majority"])
-        fit_train = np.concatenate([train, dev])
-        notes = {**settings, "classes": data.counts(), "n_sentences": len(y),
-                 "rank_removed": int(round(x.shape[1] - np.trace(projection))),
-                 "classifiers_trained": len(accuracies),
-                 "dev_accuracy_first": accuracies[0], "dev_accuracy_last": accuracies[-1],
-                 "majority_rate_test": majority_rate(y[test]),
-                 "probe_accuracy_before": probe_accuracy(x[fit_train], y[fit_train], x[test], y[test], ctx.seed),
-                 "probe_accuracy_after": probe_accuracy(x[fit_train] @ projection, y[fit_train],
-                                                        x[test] @ projection, y[test], ctx.seed),
-                 "fit_seconds": round(time.perf_counter() - started, 2)}
-        return AffineHook(torch.from_numpy(projection)), notes
+    def fit_notes(self, eraser: INLPEraser) -> dict[str, Any]:
+        return {"rank_removed": eraser.rank_removed_, "classifiers_trained": len(eraser.accuracies_),
+                "dev_accuracy_first": eraser.accuracies_[0], "dev_accuracy_last": eraser.accuracies_[-1]}

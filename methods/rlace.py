@@ -27,24 +27,14 @@ every 250, 2,500 sentences per class.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import (
-    attribute_sentences,
-    bias_bench_split,
-    cached_hook,
-    encode,
-    majority_rate,
-    probe_accuracy,
-    single_threaded,
-)
-from harness.hooks import AffineHook
-from harness.models.interface import LanguageModel
+from harness.api import RunContext
+from harness.attribute_data import majority_rate, single_threaded
+from harness.erasure import AttributeErasureMethod, OrthogonalProjection
 from harness.options import Option
 from harness.progress import progress as progress_bar
 from harness.registry import register_method
@@ -134,15 +124,38 @@ def solve_game(x: np.ndarray, y: np.ndarray, *, rank: int = 1, steps: int = 1500
     return top_projection(best, rank), log
 
 
+class RLACEEraser(OrthogonalProjection):
+    """R-LACE on arrays: ``fit(X, y)`` centres and scales ``X`` (see above), plays the game and sets
+    ``projection_`` (:math:`I - W^\\top W`, float32 values) and ``log_`` (probe evaluations, steps run)."""
+
+    def __init__(self, *, rank: int = 1, steps: int = 2000, batch_size: int = 128, lr: float = 0.005,
+                 weight_decay: float = 1e-4, evaluate_every: int = 250, epsilon: float = 0.0015, seed: int = 0,
+                 progress: bool = False):
+        self.rank, self.steps, self.batch_size, self.lr, self.weight_decay = rank, steps, batch_size, lr, weight_decay
+        self.evaluate_every, self.epsilon, self.seed, self.progress = evaluate_every, epsilon, seed, progress
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "RLACEEraser":
+        mean = X.mean(0)
+        scale = float(np.sqrt(((X - mean) ** 2).sum(1).mean() / X.shape[1]))
+        with single_threaded():
+            projection, self.log_ = solve_game((X - mean) / scale, y, rank=self.rank, steps=self.steps,
+                                               batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                                               evaluate_every=self.evaluate_every, epsilon=self.epsilon,
+                                               seed=self.seed, progress=self.progress)
+        self.projection_ = projection.double().numpy()
+        return self
+
+
 @register_method("rlace")
-class RLACE(PostProcessingMethod):
+class RLACE(AttributeErasureMethod):
     """RLACE: relaxed linear adversarial concept erasure, rank-1 projection (Ravfogel et al. 2022).
 
     Options: ``rank``, ``steps``/``evaluate_every``/``n_per_class`` (None = the protocol's value),
     ``batch_size``, ``lr``, ``weight_decay``, ``epsilon`` (stop when the probe is this close to majority)."""
 
     version = 1
-    acts_on = "representations"
+    binary_concept = True  # gender: male vs female
+    protocol_settings = PROTOCOL_SETTINGS
     options_spec = {"rank": Option(int, 1, minimum=1), "steps": Option(int, None, minimum=1, allow_none=True),
                     "evaluate_every": Option(int, None, minimum=1, allow_none=True),
                     "n_per_class": Option(int, None, minimum=1, allow_none=True),
@@ -150,39 +163,12 @@ class RLACE(PostProcessingMethod):
                     "lr": Option(float, 0.005, above=0), "weight_decay": Option(float, 1e-4, minimum=0),
                     "epsilon": Option(float, 0.0015, minimum=0)}
 
-    def settings(self, ctx: RunContext) -> dict[str, Any]:
-        protocol = ctx.method_protocol
-        base = PROTOCOL_SETTINGS[protocol]
-        resolved = {k: (base[k] if v is None and k in base else v) for k, v in self.options.items()}
-        return {"protocol": protocol, **resolved}
+    def eraser(self, settings: dict[str, Any], ctx: RunContext) -> RLACEEraser:
+        return RLACEEraser(rank=int(settings["rank"]), steps=int(settings["steps"]),
+                           batch_size=int(settings["batch_size"]), lr=float(settings["lr"]),
+                           weight_decay=float(settings["weight_decay"]),
+                           evaluate_every=int(settings["evaluate_every"]), epsilon=float(settings["epsilon"]),
+                           seed=ctx.seed, progress=ctx.progress)
 
-    def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
-        settings = self.settings(ctx)
-        hook, self.notes = cached_hook(ctx.step_cache, lambda: self._fit(lm, ctx, settings))
-        return hook
-
-    def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
-        started = time.perf_counter()
-        data = attribute_sentences(ctx.bias_type, int(settings["n_per_class"]), ctx.seed)
-        x = encode(lm, data.texts, ctx).double().numpy()  # the full set: its encoding is shared with INLP/LEACE
-        y = np.asarray(data.labels)
-        if ctx.bias_type == "gender":  # the binary concept male vs female
-            keep = y != data.class_names.index("neutral")
-            data, x, y = data.without("neutral"), x[keep], y[keep]
-        train, dev, test = bias_bench_split(len(y), ctx.seed)
-        fit_on = np.concatenate([train, dev])
-        mean = x[fit_on].mean(0)
-        scale = float(np.sqrt(((x[fit_on] - mean) ** 2).sum(1).mean() / x.shape[1]))
-        with single_threaded():
-            projection, log = solve_game((x[fit_on] - mean) / scale, y[fit_on], rank=int(settings["rank"]),
-                                         steps=int(settings["steps"]), batch_size=int(settings["batch_size"]),
-                                         lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]),
-                                         evaluate_every=int(settings["evaluate_every"]),
-                                         epsilon=float(settings["epsilon"]), seed=ctx.seed, progress=ctx.progress)
-        p = projection.double().numpy()
-        notes = {**settings, "classes": data.counts(), "n_sentences": len(y), **log,
-                 "majority_rate_test": majority_rate(y[test]),
-                 "probe_accuracy_before": probe_accuracy(x[fit_on], y[fit_on], x[test], y[test], ctx.seed),
-                 "probe_accuracy_after": probe_accuracy(x[fit_on] @ p, y[fit_on], x[test] @ p, y[test], ctx.seed),
-                 "fit_seconds": round(time.perf_counter() - started, 2)}
-        return AffineHook(projection), notes
+    def fit_notes(self, eraser: RLACEEraser) -> dict[str, Any]:
+        return eraser.log_

@@ -15,15 +15,12 @@ its Wikipedia sample); ``cpu`` = 2,000 sentences.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
-import torch
 
-from harness.api import PostProcessingMethod, RunContext
-from harness.attribute_data import cached_hook, counterfactual_sets, encode
-from harness.hooks import AffineHook
+from harness.api import RunContext
+from harness.erasure import CounterfactualErasureMethod, OrthogonalProjection
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
@@ -44,37 +41,43 @@ def bias_subspace(versions: list[np.ndarray], n_components: int) -> tuple[np.nda
     return pca.components_, [float(r) for r in pca.explained_variance_ratio_]
 
 
+class SentDebiasEraser(OrthogonalProjection):
+    """SentDebias on arrays: ``fit(X, y)`` with the counterfactual versions stacked class by class (row
+    ``c·N + i`` = tuple i's version of class c, ``y`` = c) sets ``components_`` (:math:`V`),
+    ``explained_variance_ratio_`` and ``projection_`` (:math:`I - V^\\top V`)."""
+
+    def __init__(self, n_components: int = 1):
+        self.n_components = n_components
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SentDebiasEraser":
+        y = np.asarray(y)
+        versions = [X[y == c] for c in range(int(y.max()) + 1)]
+        if len({len(v) for v in versions}) != 1:
+            raise ValueError(f"every class needs one version of each tuple, got {[len(v) for v in versions]} rows")
+        self.components_, self.explained_variance_ratio_ = bias_subspace(versions, self.n_components)
+        self.projection_ = np.eye(self.components_.shape[1]) - self.components_.T @ self.components_
+        return self
+
+
 @register_method("sentdebias")
-class SentDebias(PostProcessingMethod):
+class SentDebias(CounterfactualErasureMethod):
     """SentDebias: remove the counterfactual pairs' principal bias direction (Liang et al. 2020; bias-bench).
 
     Options: ``n_examples`` (None = the protocol's value; 0 = all sentences), ``n_components``."""
 
     version = 1
-    acts_on = "representations"
+    max_length = MAX_LENGTH
     options_spec = {"n_examples": Option(int, None, minimum=0, allow_none=True),
                     "n_components": Option(int, 1, minimum=1)}
 
-    def settings(self, ctx: RunContext) -> dict[str, Any]:
+    def settings(self, lm: LanguageModel, ctx: RunContext) -> dict[str, Any]:
         protocol = ctx.method_protocol
         n = self.options["n_examples"]
         n = PROTOCOL_SETTINGS[protocol]["n_examples"] if n is None else (None if n == 0 else int(n))
         return {"protocol": protocol, "n_examples": n, "n_components": int(self.options["n_components"])}
 
-    def fit(self, lm: LanguageModel, ctx: RunContext) -> AffineHook:
-        settings = self.settings(ctx)
-        hook, self.notes = cached_hook(ctx.step_cache, lambda: self._fit(lm, ctx, settings))
-        return hook
+    def eraser(self, settings: dict[str, Any], ctx: RunContext) -> SentDebiasEraser:
+        return SentDebiasEraser(settings["n_components"])
 
-    def _fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
-        started = time.perf_counter()
-        data = counterfactual_sets(ctx.bias_type, settings["n_examples"], ctx.seed)
-        versions = []
-        for c in range(len(data.class_names)):
-            texts = [t[c] for t in data.tuples]
-            versions.append(encode(lm, texts, ctx, max_length=MAX_LENGTH).double().numpy())
-        directions, explained = bias_subspace(versions, settings["n_components"])
-        matrix = np.eye(directions.shape[1]) - directions.T @ directions
-        notes = {**settings, "n_tuples": len(data.tuples), "classes": list(data.class_names),
-                 "explained_variance_ratio": explained, "fit_seconds": round(time.perf_counter() - started, 2)}
-        return AffineHook(torch.from_numpy(matrix)), notes
+    def fit_notes(self, eraser: SentDebiasEraser) -> dict[str, Any]:
+        return {"explained_variance_ratio": eraser.explained_variance_ratio_}
