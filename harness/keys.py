@@ -2,8 +2,9 @@
 
 ``config_hash`` (record file names, the records' ``config_hash`` field) is :func:`stable_key` of the hashed
 config, so the canonical form below must not change: committed records under ``results/runs`` are found by
-it. Cache keys (``<cache>/methods/<name>/<key>``, feature caches) are truncated :func:`stable_key` values or
-:func:`stable_digest` objects extended with the bytes of texts and hook tensors.
+it. Cache keys are truncated :func:`stable_key` values (method caches ``<cache>/methods/<namespace>/<key>``, all
+through :func:`harness.variants.method_cache_key`) or :func:`stable_digest` objects extended with the bytes of
+texts and hook tensors (feature caches); docs/caching.md. Changing either orphans every existing cache entry.
 """
 
 from __future__ import annotations
