@@ -1,6 +1,6 @@
 """The paper grid's GPU wall time and memory, extrapolated — the estimated half of docs/gpu-runbook.md.
 
-    .venv/bin/python perf/gpu_estimate.py [--scaling build/perf/family_scaling.json] [--mfu 0.35]
+    .venv/bin/python perf/gpu_estimate.py [--scaling build/perf/family-scaling.json] [--mfu 0.35]
 
 Nothing here was measured on a GPU (none was available). Each cost is counted work × an assumed rate:
 
