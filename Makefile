@@ -51,10 +51,10 @@ bench: install
 
 # Speed of the batched scorers against batch-size-1 implementations of the same scoring (prints figures).
 perf: install
-	$(BIN)/python benchmarks/perf/stereoset_speed.py --model zoo:bert-tiny
-	$(BIN)/python benchmarks/perf/stereoset_speed.py --model zoo:smollm2-135m --reference-clusters 200
-	$(BIN)/python benchmarks/perf/seat_speed.py
-	$(BIN)/python benchmarks/perf/crows_speed.py
+	$(BIN)/python perf/stereoset_speed.py --model zoo:bert-tiny
+	$(BIN)/python perf/stereoset_speed.py --model zoo:smollm2-135m --reference-clusters 200
+	$(BIN)/python perf/seat_speed.py
+	$(BIN)/python perf/crows_speed.py
 
 # Regenerate the committed records and tables under results/.
 results: install

@@ -256,7 +256,7 @@ def screened_grid(full: DecoderGrid, screen: DecoderGrid, model: Gradiend, row: 
     the selection's 0.99, so near-misses reach the final) — and the base model on the full sets. The table
     has every candidate; ``scored_on`` says which set its numbers come from, and :func:`select` only
     compares rows scored on the full sets. Whether this changes the selected candidate is measured by
-    ``benchmarks/perf/gradiend_grid.py`` (full vs screened, same GRADIEND)."""
+    ``perf/gradiend_grid.py`` (full vs screened, same GRADIEND)."""
     pairs = [(h, a) for h in feature_factors for a in alphas]
     first = screen.run_pairs(model, row, pairs, progress, "decoder grid (screen)")
     base, cands = first.iloc[0], first.iloc[1:]

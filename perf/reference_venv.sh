@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the virtualenv for the reference GRADIEND package (gradiend==0.2.3, Apache-2.0) used by
-# benchmarks/perf/gradiend_vs_reference.py. It is separate so the reference's pins never touch .venv.
+# perf/gradiend_vs_reference.py. It is separate so the reference's pins never touch .venv.
 # torch==2.13.0 is installed first: any other torch spec would pull a multi-GB CUDA build.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 VENV="${REFERENCE_VENV:-.venv-reference}"
 PY="${PYTHON:-python3.11}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

@@ -1,12 +1,12 @@
 """GRADIEND training speed, memory and encoder quality: this project vs the reference ``gradiend==0.2.3``.
 
-    python benchmarks/perf/gradiend_vs_reference.py --model zoo:bert-tiny --steps 20 --batch 32
-    python benchmarks/perf/gradiend_vs_reference.py --model zoo:smollm2-135m --steps 5 --batch 8 --ours-batch 32
+    python perf/gradiend_vs_reference.py --model zoo:bert-tiny --steps 20 --batch 32
+    python perf/gradiend_vs_reference.py --model zoo:smollm2-135m --steps 5 --batch 8 --ours-batch 32
 
 Both sides get the same model (saved to a folder), the same filled examples (our gender templates with
 names, base-model filtered, written to parquet), the same number of steps, one seed, lr 1e-5, source ∇⁺W and
 target ∇±W. Each side runs in its own process (ours in .venv, the reference in the virtualenv built by
-``benchmarks/perf/reference_venv.sh``) so peak memory (max RSS) is per side. Printed: steps/s,
+``perf/reference_venv.sh``) so peak memory (max RSS) is per side. Printed: steps/s,
 examples/s, peak memory, encoder test correlation and seconds, and the ratios.
 """
 
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PY = ROOT / ".venv-reference" / "bin" / "python"
 
 
@@ -165,7 +165,7 @@ def main() -> None:
     if args.side in ("both", "reference"):
         if not REFERENCE_PY.exists():
             raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: "
-                             "run benchmarks/perf/reference_venv.sh")
+                             "run perf/reference_venv.sh")
         out = work / f"reference_b{args.batch}.json"
         run_child([str(REFERENCE_PY), str(Path(__file__).with_name("_reference_driver.py")), str(work / "model"),
                 str(work / "data.parquet"), str(out), str(args.steps), str(args.batch)], env)

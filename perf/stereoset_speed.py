@@ -4,8 +4,8 @@ The batch-size-1 path is the way the reference code (bias-bench) scores: one for
 variant (masked LM) or per sentence (causal LM), softmax over the vocabulary at every position.
 Checks that both give the same per-sentence scores (to 1e-5) and prints both times and the ratio.
 
-    python benchmarks/perf/stereoset_speed.py --model zoo:bert-tiny
-    python benchmarks/perf/stereoset_speed.py --model zoo:smollm2-135m --clusters 300
+    python perf/stereoset_speed.py --model zoo:bert-tiny
+    python perf/stereoset_speed.py --model zoo:smollm2-135m --clusters 300
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ over the whole vocabulary. It checks that both give the same preferences and pri
 ratio. ``--causal-reference`` also scores the causal LM exactly as bias-bench does (first token after the
 start token, later tokens WITHOUT it in the context) and counts the pairs whose preference changes.
 
-    python benchmarks/perf/crows_speed.py                       # gender + all pairs, both zoo models
-    python benchmarks/perf/crows_speed.py --models zoo:bert-tiny --bias-types gender
+    python perf/crows_speed.py                       # gender + all pairs, both zoo models
+    python perf/crows_speed.py --models zoo:bert-tiny --bias-types gender
 """
 
 from __future__ import annotations

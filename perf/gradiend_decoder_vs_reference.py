@@ -1,8 +1,8 @@
 """GRADIEND decoder-evaluation speed and memory: this project vs the reference ``gradiend==0.2.3``.
 
-    python benchmarks/perf/gradiend_decoder_vs_reference.py --model zoo:bert-tiny
-    python benchmarks/perf/gradiend_decoder_vs_reference.py --grid full          # 96 candidates (~30 min loaded)
-    python benchmarks/perf/gradiend_decoder_vs_reference.py --eval-split validation --lms-sentences 96
+    python perf/gradiend_decoder_vs_reference.py --model zoo:bert-tiny
+    python perf/gradiend_decoder_vs_reference.py --grid full          # 96 candidates (~30 min loaded)
+    python perf/gradiend_decoder_vs_reference.py --eval-split validation --lms-sentences 96
 
 What is timed is ONLY the decoder evaluation: the grid of candidate rewrites W + α·dec(h*) over
 h* ∈ feature factors × α ∈ learning rates, each candidate scored on class prompts (probabilities of the two
@@ -10,7 +10,7 @@ classes' words at the mask) and on neutral sentences (LMS: masked top-1 accuracy
 the unmodified base model once, plus the candidate selection. Each side first trains a tiny GRADIEND (one
 seed, ``--steps`` steps, lr 1e-5, ∇⁺W → ∇±W; quality is irrelevant here) in its own process: ours in .venv
 (:class:`methods.gradiend.evaluation.DecoderGrid`, as ``gradiend-bench gradiend eval-decoder`` runs it), the
-reference in the virtualenv built by ``benchmarks/perf/reference_venv.sh`` (``trainer.evaluate_decoder``,
+reference in the virtualenv built by ``perf/reference_venv.sh`` (``trainer.evaluate_decoder``,
 driven by ``_reference_decoder_driver.py``, ``use_cache=False``, ``plot=False``).
 
 Same grid on both sides (``--grid``, default ``cpu``): ``full`` = h* ∈ {−1, 0, 1} × α ∈ ±{1, 2, 5}·10^k ≤ 100
@@ -189,7 +189,7 @@ def main() -> None:
     if args.side in ("both", "reference"):
         if not REFERENCE_PY.exists():
             raise SystemExit(f"no reference virtualenv at {REFERENCE_PY.parent.parent}: "
-                             "run benchmarks/perf/reference_venv.sh")
+                             "run perf/reference_venv.sh")
         grid_path = work / f"grid_{args.grid}.json"
         grid_path.write_text(json.dumps(grid_values(args.grid)))
         out = work / f"reference_{args.grid}_{args.eval_split}.json"

@@ -1,7 +1,7 @@
 """How many steps (and how much wall time) does a GRADIEND seed need to converge on a model?
 
-    python benchmarks/perf/gradiend_convergence.py --model zoo:bert-tiny-mlm --lr 1e-5 --steps 200
-    python benchmarks/perf/gradiend_convergence.py --model zoo:smollm2-135m --lr 1e-4 --steps 400 --seeds 0
+    python perf/gradiend_convergence.py --model zoo:bert-tiny-mlm --lr 1e-5 --steps 200
+    python perf/gradiend_convergence.py --model zoo:smollm2-135m --lr 1e-4 --steps 400 --seeds 0
 
 Trains the given seeds with the ``cpu`` protocol's data (400 templates, base-model filtered) and evaluation
 (every ``--eval-every`` steps on 64 validation examples) but **without** stopping at convergence, so the whole

@@ -1,6 +1,6 @@
 """Time SEAT: the full run per zoo model and bias type, the encoding alone and the permutation test alone.
 
-Run: ``GRADIEND_BENCH_DATA=../shared/data python benchmarks/perf/seat_speed.py [bias_type ...]``
+Run: ``GRADIEND_BENCH_DATA=../shared/data python perf/seat_speed.py [bias_type ...]``
 (default: gender). Prints wall times and the effect sizes; nothing is asserted.
 """
 

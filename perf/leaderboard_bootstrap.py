@@ -1,8 +1,8 @@
 """Wall time of the bootstrap leaderboard over committed records (the README quotes it).
 
-    python benchmarks/perf/leaderboard_bootstrap.py                       # results/runs, 1000 replicates
-    python benchmarks/perf/leaderboard_bootstrap.py --replicates 2000 --threads 1
-    python benchmarks/perf/leaderboard_bootstrap.py --synthetic      # 2 models x 15 variants x 3 seeds, real sizes
+    python perf/leaderboard_bootstrap.py                       # results/runs, 1000 replicates
+    python perf/leaderboard_bootstrap.py --replicates 2000 --threads 1
+    python perf/leaderboard_bootstrap.py --synthetic      # 2 models x 15 variants x 3 seeds, real sizes
 
 Prints the records and (model, variant, seed) runs it covers, then the wall time of reading the records, of
 the point leaderboard alone and of the leaderboard with intervals (median of ``--repeat`` runs), and which

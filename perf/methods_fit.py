@@ -1,6 +1,6 @@
 """Wall time and peak memory of fitting each post-processing method (``cpu`` protocol by default).
 
-Run: ``GRADIEND_BENCH_DATA=../shared/data python benchmarks/perf/methods_fit.py [--model zoo:smollm2-135m]
+Run: ``GRADIEND_BENCH_DATA=../shared/data python perf/methods_fit.py [--model zoo:smollm2-135m]
 [--protocol cpu] [--methods inlp sentdebias leace rlace selfdebias]``
 
 Each method runs in its own child process (so peak RSS is that method's alone) with an empty method cache

@@ -1,6 +1,6 @@
 """Sweep continued pre-training settings under a wall-clock budget and print the held-out curves.
 
-    python benchmarks/perf/pretraining_sweep.py --model zoo:bert-tiny \\
+    python perf/pretraining_sweep.py --model zoo:bert-tiny \\
         --try steps=400,batch_size=64,lr=5e-4 --try steps=800,batch_size=32,lr=7e-4 --out build/sweep.json
 
 Used to choose the ``zoo:bert-tiny-mlm`` recipe (best held-out accuracy within 10 minutes on 2 cores).

@@ -5,8 +5,8 @@ Targets (2 cores): the cold probe over all offline tasks of both suites on ``zoo
 15 minutes; each extra post-processing variant under 2 minutes. Other processes on the machine inflate
 the numbers: the load average is printed beside them.
 
-    python benchmarks/perf/glue_speed.py                              # zoo:smollm2-135m, both suites
-    python benchmarks/perf/glue_speed.py --models zoo:bert-tiny --precision float32
+    python perf/glue_speed.py                              # zoo:smollm2-135m, both suites
+    python perf/glue_speed.py --models zoo:bert-tiny --precision float32
 """
 
 from __future__ import annotations

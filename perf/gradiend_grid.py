@@ -1,7 +1,7 @@
 """Decoder-grid cost on CPU, and whether screening on fewer prompts changes the selected candidate.
 
-    python benchmarks/perf/gradiend_grid.py --model zoo:bert-tiny-mlm --dir results/cache/methods/gradiend-shared/<key>
-    python benchmarks/perf/gradiend_grid.py --model zoo:smollm2-135m --dir ... --skip-full   # screened only
+    python perf/gradiend_grid.py --model zoo:bert-tiny-mlm --dir results/cache/methods/gradiend-shared/<key>
+    python perf/gradiend_grid.py --model zoo:smollm2-135m --dir ... --skip-full   # screened only
 
 ``--dir`` is a trained GRADIEND folder (the adapter's cache entry, or a CLI ``gradiend train`` folder: it needs
 ``gradiend.safetensors`` and ``data/``). With the same GRADIEND, objective (the gender name-prediction prompts)
