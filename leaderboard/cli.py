@@ -100,7 +100,7 @@ README_END = "<!-- leaderboard:end -->"
 
 
 PER_MODEL_HEADING = "\n### Scores per model\n"
-PER_MODEL_POINTER = "Scores per model, with their intervals: `results/tables/leaderboard.md`."
+PER_MODEL_POINTER = "Scores per model: `results/tables/leaderboard.md`."
 
 
 def update_readme(path: Path, markdown: str) -> None:

@@ -131,7 +131,7 @@ def test_readme_markers_are_replaced_and_nothing_else(results, tmp_path, capsys)
     text = readme.read_text()
     assert text.startswith(f"# x\n\nbefore\n{README_START}\n| Variant") and text.endswith(f"{README_END}\nafter\n")
     assert "old table" not in text and "### Scores per model" not in text  # the README gets the board only
-    assert "Scores per model, with their intervals: `results/tables/leaderboard.md`." in text
+    assert "Scores per model: `results/tables/leaderboard.md`." in text
     assert main(["leaderboard", "--no-intervals",
                  "--results", str(results), "--readme", str(readme)]) == 0
     assert readme.read_text() == text
