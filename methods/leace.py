@@ -25,7 +25,6 @@ import torch
 from harness.api import RunContext
 from harness.erasure import AffineEraser, AttributeErasureMethod
 from harness.hooks import AffineHook
-from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
 
@@ -68,13 +67,7 @@ class LEACE(AttributeErasureMethod):
     version = 1
     options_spec = {"n_per_class": Option(int, None, minimum=1, allow_none=True), "affine": Option(bool, True),
                     "constrain_cov_trace": Option(bool, True)}
-
-    def settings(self, lm: LanguageModel, ctx: RunContext) -> dict[str, Any]:
-        protocol = ctx.method_protocol
-        return {"protocol": protocol,
-                "n_per_class": int(self.options["n_per_class"] or PROTOCOL_SETTINGS[protocol]["n_per_class"]),
-                "affine": bool(self.options["affine"]),
-                "constrain_cov_trace": bool(self.options["constrain_cov_trace"])}
+    protocol_settings = PROTOCOL_SETTINGS
 
     def eraser(self, settings: dict[str, Any], ctx: RunContext) -> LeaceEraser:
         return LeaceEraser(affine=settings["affine"], constrain_cov_trace=settings["constrain_cov_trace"])
