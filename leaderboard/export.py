@@ -31,6 +31,7 @@ MINUS = "−"  # typographic minus for signed differences
 CHECK, CROSS = "✓", "✗"
 SAME = "≈"  # after a variant's name: its Mean is not distinguishable from the base model's
 P_BETTER = "P(>base)"
+PER_MODEL_HEADING = "### Scores per model"  # the Markdown section after the board
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def to_markdown(board: Leaderboard, per_model: str | None = None, per_model_mark
     if any_marked(board) or (per_model and per_model_marked):
         text += "\n" + footnote() + "\n"
     if per_model:
-        text += "\n### Scores per model\n\n" + per_model + "\n"
+        text += f"\n{PER_MODEL_HEADING}\n\n{per_model}\n"
     return text
 
 
