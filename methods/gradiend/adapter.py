@@ -18,12 +18,13 @@ from harness.atomic import write_json_atomic
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
+from methods.gradiend.feature_spec import load_feature
 from methods.gradiend.rewrite import rewrite
 from methods.gradiend.training import SOURCES
 from methods.gradiend.workflow import Settings, fit
 
 TRAINING_OPTIONS = ("include", "exclude", "pre_prune", "post_prune", "seeds", "lr", "max_steps", "bf16", "pair",
-                    "source", "target", "convergence", "min_convergent_seeds", "grid")
+                    "source", "target", "convergence", "min_convergent_seeds", "grid", "feature")
 # 2: the reference convergence rule, per-seed data order, the paper's name-prediction objective and 240-candidate
 #    grid with the unchanged model in the argmax, the reference's per-family learning rate
 VERSION = 2
@@ -33,7 +34,7 @@ SHARED_NAMESPACE = "gradiend-shared"  # the trained GRADIEND's namespace in the 
 def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
     """The trained GRADIEND's folder in the harness's shared method cache (:meth:`RunContext.shared_cache`),
     keyed by ``lm`` with its lineage, every training setting, the learning rate actually used and ``VERSION``."""
-    payload = {"settings": vars(settings), "lr": settings.learning_rate(lm), "version": VERSION}
+    payload = {"settings": settings.key_fields(), "lr": settings.learning_rate(lm), "version": VERSION}
     return ctx.shared_cache(SHARED_NAMESPACE, lm, payload)
 
 
@@ -60,10 +61,19 @@ class _Gradiend(WeightChangingMethod):
         "grid": Option(str, None, choices=("paper", "package"), allow_none=True),
         "bf16": Option(bool, False),
         "pair": Option(list, [0, 1], items=Option(int, 0, minimum=0), min_items=2, max_items=2, unique=True),
-        "source": Option(str, "factual", choices=SOURCES), "target": Option(str, "diff", choices=SOURCES)}
+        "source": Option(str, "factual", choices=SOURCES), "target": Option(str, "diff", choices=SOURCES),
+        # a feature spec (shipped name or YAML path) instead of the grid's bias type
+        "feature": Option(str, None, allow_none=True)}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.options["feature"] is None:
+            del self.options["feature"]  # records made before the option existed keep their config hash
+        else:
+            load_feature(self.options["feature"])  # a bad spec fails when the config is read, not hours later
 
     def settings(self, ctx: RunContext) -> Settings:
-        opts = {k: self.options[k] for k in TRAINING_OPTIONS}
+        opts = {k: self.options.get(k) for k in TRAINING_OPTIONS}
         opts["seeds"], opts["pair"] = tuple(opts["seeds"]), tuple(opts["pair"])
         return Settings(bias_type=ctx.bias_type, protocol=ctx.method_protocol, seed=ctx.seed, **opts)
 
@@ -76,7 +86,9 @@ class _Gradiend(WeightChangingMethod):
         alpha, delta = artefacts.update(self.metric, self.options["rule"])
         out = rewrite(lm, artefacts.param_map, delta, alpha)
         summary = artefacts.summary
+        spec = settings.feature_spec()
         self.notes = {"protocol": settings.protocol, "protocol_requested": ctx.protocol, "artefacts": str(folder),
+                      "feature": {"name": spec.name, "source": spec.source, "sha256": spec.sha256},
                       "lr": settings.learning_rate(lm),
                       "reused_cached_training": artefacts.cache_hit, "classes": summary.get("classes"),
                       "parameters": summary.get("parameters"), "data": summary.get("data"),

@@ -1,6 +1,7 @@
 """``gradiend-bench gradiend ...``: the GRADIEND workflow step by step in one folder.
 
     gradiend-bench gradiend data         --model zoo:bert-tiny --dir runs/g   [--bias-type gender] [--protocol cpu]
+    gradiend-bench gradiend data         --model zoo:bert-tiny --dir runs/n   --feature number-3sg-3pl   (any spec)
     gradiend-bench gradiend train        --dir runs/g [--max-steps N] [--seeds 0 1 2] [--pre-prune F] [--bf16]
     gradiend-bench gradiend eval-encoder --dir runs/g
     gradiend-bench gradiend eval-decoder --dir runs/g
@@ -52,7 +53,9 @@ def cmd_data(args) -> int:
     from methods.gradiend.workflow import Settings, prepare_data
 
     folder = Path(args.dir)
-    settings = Settings(bias_type=args.bias_type, pair=tuple(args.pair), protocol=args.protocol, seed=args.seed)
+    settings = Settings(bias_type=args.bias_type, pair=tuple(args.pair), protocol=args.protocol, seed=args.seed,
+                        feature=args.feature)
+    settings.feature_spec()  # a bad spec fails before the model loads
     data = prepare_data(load_model(args.model), settings, progress=True)
     data.save(folder / "data")
     write_json_atomic(folder / "settings.json", {"model": args.model, **asdict(settings)})
@@ -172,6 +175,8 @@ def register(subparsers) -> None:
     data.add_argument("--model", required=True)
     data.add_argument("--dir", required=True)
     data.add_argument("--bias-type", default="gender", choices=("gender", "race", "religion"))
+    data.add_argument("--feature", help="a feature spec: a shipped name (number-3sg-3pl, person, ...) or a YAML file; "
+                      "replaces --bias-type")
     data.add_argument("--pair", nargs=2, type=int, default=[0, 1], help="class positions for race/religion")
     data.add_argument("--protocol", default="cpu", choices=("cpu", "full"))
     data.add_argument("--seed", type=int, default=0)

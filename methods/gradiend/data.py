@@ -1,6 +1,8 @@
-"""GRADIEND training data: masked templates from the corpus, first names, and neutral text.
+"""GRADIEND training data for one feature spec: templates from the corpus, first names, and neutral text.
 
-A *template* is a corpus passage whose target word is replaced by ``[TARGET]``:
+What a feature is (its two classes of target words, how templates are mined and rendered) is data: a
+:class:`~methods.gradiend.feature_spec.FeatureSpec`, mined by :mod:`methods.gradiend.mining`. The paper's three
+bias types are shipped specs on that code path:
 
 * **gender** (the paper's main case): one or two consecutive sentences containing exactly one first name
   of unambiguous gender (nomquamgender, p(female) ≤ 0.01 or ≥ 0.99, frequent, and rarely written in
@@ -9,12 +11,11 @@ A *template* is a corpus passage whose target word is replaced by ``[TARGET]``:
   template is rendered for (``text_0`` = male form, ``text_1`` = female form), so a template can be filled
   with a name of either class.
 * **race / religion**: a sentence containing exactly one attribute word of the chosen class pair (e.g.
-  black/white); the word is the target and the sentence is rendered for both classes by swapping the
-  other attribute words.
+  black/white); the word is the target.
 
 Names are split 85/5/10 into train/val/test **per class** (test names are never seen in training), templates
-80/10/10 by a seeded shuffle. Documents of the corpus's held-out split (used by ``lm-quality``) are never
-used. Everything is deterministic for a given seed.
+by the spec's fractions (80/10/10) in a seeded shuffle. Documents of the corpus's held-out split (used by
+``lm-quality``) are never used. Everything is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,12 +31,13 @@ from pathlib import Path
 import pandas as pd
 
 from harness.atomic import write_bytes_atomic, write_json_atomic
-from harness.attributes import AttributeLexicon, match_case
+from harness.attributes import AttributeLexicon
 from harness.data.catalog import resolve
 from harness.data.corpus import load_documents, sentences, split_documents
 from harness.errors import HarnessError
+from methods.gradiend.feature_spec import FeatureSpec, load_feature
+from methods.gradiend.mining import WORD, mine_name_templates, mine_word_templates, neutral_sentences
 
-WORD = re.compile(r"[A-Za-z]+")
 SPLITS = ("train", "val", "test")
 NAME_FRACTIONS = (0.85, 0.05, 0.10)
 TEMPLATE_FRACTIONS = (0.80, 0.10, 0.10)
@@ -55,18 +56,21 @@ class FeatureClasses:
         return f"{self.bias_type}:{self.names[0]}-{self.names[1]}"
 
 
-def feature_classes(bias_type: str, pair: tuple[int, int] = (0, 1)) -> FeatureClasses:
-    """Gender: male (+1) vs female (−1) with targets he/she. Race/religion: two positions of the triples."""
-    if bias_type == "gender":
-        return FeatureClasses("gender", ("male", "female"), (("he",), ("she",)))
-    lexicon = AttributeLexicon.load(bias_type)
+def feature_classes(feature: str | FeatureSpec, pair: tuple[int, int] = (0, 1)) -> FeatureClasses:
+    """The two classes of a feature spec (or a shipped spec's name): its listed classes, or for a lexicon
+    (race, religion) the ``pair`` positions of the attribute-word groups (gender: male +1, female −1)."""
+    spec = feature if isinstance(feature, FeatureSpec) else load_feature(feature)
+    if not spec.lexicon:
+        return FeatureClasses(spec.name, (spec.classes[0].name, spec.classes[1].name),
+                              (spec.classes[0].words, spec.classes[1].words))
+    lexicon = AttributeLexicon.load(spec.lexicon)
     a, b = pair
     if not (0 <= a < lexicon.n_classes and 0 <= b < lexicon.n_classes and a != b):
-        raise HarnessError(f"class pair {pair} is not valid for {bias_type} ({lexicon.n_classes} classes)",
+        raise HarnessError(f"class pair {tuple(pair)} is not valid for {spec.name} ({lexicon.n_classes} classes)",
                            f"use two different indices below {lexicon.n_classes}")
     first = tuple(g[a] for g in lexicon.groups)
     second = tuple(g[b] for g in lexicon.groups)
-    return FeatureClasses(bias_type, (first[0], second[0]), (first, second))
+    return FeatureClasses(spec.name, (first[0], second[0]), (first, second))
 
 
 @dataclass
@@ -151,86 +155,14 @@ def split_names(names: dict[str, int], seed: int) -> pd.DataFrame:
 
 
 # -- templates -------------------------------------------------------------------------------------
-def _render(text: str, lexicon: AttributeLexicon, cls_position: int) -> str:
-    """Other attribute words of the template in class ``cls_position``'s form (slots are untouched)."""
-    return lexicon.swap(text, to_class=cls_position)
-
-
-def mine_gender_templates(documents: list[list[str]], names: dict[str, int]) -> list[dict]:
-    """``documents`` as lists of sentences."""
-    lexicon = AttributeLexicon.load("gender")
-    pronoun = re.compile(r"\b([Hh]e|[Ss]he)\b")
-    found: dict[str, dict] = {}
-    for sents in documents:
-        for i, sent in enumerate(sents):
-            match = pronoun.search(sent)
-            if match is None:
-                continue
-            # context: this sentence up to the pronoun, preceded by the previous sentence if the name is there
-            for context in ([sent] if i == 0 else [sent, sents[i - 1] + " " + sent]):
-                offset = len(context) - len(sent) + match.start()
-                before = context[:offset]
-                mentioned = {w for w in WORD.findall(before) if w in names}
-                if len(mentioned) != 1:
-                    continue
-                name = mentioned.pop()
-                cls = 1 if match.group(1).lower() == "she" else 0
-                if names[name] != cls or len(re.findall(rf"\b{name}\b", context)) != 1:
-                    break
-                template = context[:offset] + "[TARGET]" + context[offset + len(match.group(1)):]
-                template = re.sub(rf"\b{name}\b", "[NAME]", template)
-                capital = match.group(1)[0].isupper()
-                found.setdefault(template, {
-                    "text_0": _render(template, lexicon, 0), "text_1": _render(template, lexicon, 1),
-                    "target_0": "He" if capital else "he", "target_1": "She" if capital else "she", "cls": cls})
-                break
-    return list(found.values())
-
-
-def mine_attribute_templates(documents: list[list[str]], classes: FeatureClasses) -> list[dict]:
-    """Sentences with exactly one attribute word of the pair; it becomes the target, rendered per class."""
-    lexicon = AttributeLexicon.load(classes.bias_type)
-    position = {w: (0, i) for i, w in enumerate(classes.words[0])} | {w: (1, i) for i, w in enumerate(classes.words[1])}
-    found: dict[str, dict] = {}
-    for sents in documents:
-        for sent in sents:
-            hits = [m for m in WORD.finditer(sent) if m.group(0).lower() in position]
-            if len(hits) != 1 or len(sent.split()) < 6:
-                continue
-            m = hits[0]
-            cls, i = position[m.group(0).lower()]
-            template = sent[:m.start()] + "[TARGET]" + sent[m.end():]
-            targets = [match_case(classes.words[c][i], m.group(0)) for c in (0, 1)]
-            found.setdefault(template, {"text_0": template, "text_1": template, "target_0": targets[0],
-                                        "target_1": targets[1], "cls": cls})
-    del lexicon
-    return list(found.values())
-
-
-def neutral_sentences(documents: list[list[str]], n: int, seed: int) -> list[str]:
-    """Sentences without any attribute word of any bias type (and no name-like gender cue)."""
-    words = set()
-    for bias_type in ("gender", "race", "religion"):
-        words |= set(AttributeLexicon.load(bias_type).index)
-    words |= {"he", "she", "his", "her", "him", "hers", "himself", "herself"}
-    pool = []
-    for sents in documents:
-        for sent in sents:
-            tokens = WORD.findall(sent)
-            if 8 <= len(tokens) <= 40 and not any(t.lower() in words for t in tokens):
-                pool.append(sent)
-    pool = sorted(set(pool))
-    random.Random(f"{seed}-neutral").shuffle(pool)
-    return pool[:n]
-
-
-def assign_template_splits(templates: list[dict], seed: int) -> pd.DataFrame:
+def assign_template_splits(templates: list[dict], seed: int,
+                           fractions: tuple[float, float, float] = TEMPLATE_FRACTIONS) -> pd.DataFrame:
     frame = pd.DataFrame(templates, columns=["text_0", "text_1", "target_0", "target_1", "cls"])
     frame = frame.sort_values("text_0", kind="stable").reset_index(drop=True)
     order = list(range(len(frame)))
     random.Random(f"{seed}-templates").shuffle(order)
-    n_train = int(TEMPLATE_FRACTIONS[0] * len(order))
-    n_val = int(TEMPLATE_FRACTIONS[1] * len(order))
+    n_train = int(fractions[0] * len(order))
+    n_val = int(fractions[1] * len(order))
     split = ["train"] * len(order)
     for rank, idx in enumerate(order):
         split[idx] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
@@ -247,56 +179,65 @@ def corpus_counts(documents: list[str]) -> tuple[Counter, Counter]:
     return capitalised, lower
 
 
-def build_data(bias_type: str, seed: int, *, pair: tuple[int, int] = (0, 1), n_neutral: int = 1000,
+def build_data(feature: str | FeatureSpec, seed: int, *, pair: tuple[int, int] = (0, 1), n_neutral: int = 1000,
                max_templates: int | None = None, documents: list[str] | None = None) -> GradiendData:
-    """Mine templates and names from the corpus (no model involved; see :func:`filter_templates`).
+    """Mine templates and names for ``feature`` (a :class:`FeatureSpec`, a shipped spec's name such as
+    ``gender`` or ``number-3sg-3pl``, or a spec file) — no model involved; see :func:`filter_templates`.
 
-    Without ``documents`` the catalog corpus is mined, once per process for the same arguments and corpus
+    Without ``documents`` the spec's catalog corpus is mined, once per process for the same arguments and corpus
     checksums (seconds of pure Python, the same for every model of a grid); each call gets its own copy."""
+    spec = feature if isinstance(feature, FeatureSpec) else load_feature(feature)
     if documents is None:
-        corpus = resolve("corpus-en")
-        key = (bias_type, seed, tuple(pair), n_neutral, max_templates,
+        corpus = resolve(spec.corpus)
+        key = (spec.sha256, seed, tuple(pair), n_neutral, max_templates,
                json.dumps(corpus.provenance()["sha256"], sort_keys=True))
         if key not in _MINED:
             if len(_MINED) >= 4:
                 _MINED.pop(next(iter(_MINED)))
-            _MINED[key] = _mine(bias_type, seed, pair, n_neutral, max_templates,
-                                split_documents(load_documents(corpus))[0])
+            _MINED[key] = _mine(spec, seed, pair, n_neutral, max_templates, split_documents(load_documents(corpus))[0])
         return copy.deepcopy(_MINED[key])
-    return _mine(bias_type, seed, pair, n_neutral, max_templates, documents)
+    return _mine(spec, seed, pair, n_neutral, max_templates, documents)
 
 
 _MINED: dict[tuple, GradiendData] = {}  # build_data's per-process memo of the mined catalog corpus
 
 
-def _mine(bias_type: str, seed: int, pair: tuple[int, int], n_neutral: int, max_templates: int | None,
+def _mine(spec: FeatureSpec, seed: int, pair: tuple[int, int], n_neutral: int, max_templates: int | None,
           documents: list[str]) -> GradiendData:
-    classes = feature_classes(bias_type, pair)
+    classes = feature_classes(spec, pair)
     split_docs = [sentences(doc) for doc in documents]
-    if bias_type == "gender":
+    if spec.mining == "name-pronoun":
         capitalised, lower = corpus_counts(documents)
-        gendered = set(AttributeLexicon.load("gender").index)
-        names = load_names(capitalised, lower, exclude=gendered)
-        raw = mine_gender_templates(split_docs, names)
+        render = spec.render.lexicon if spec.render else None
+        names = load_names(capitalised, lower, exclude=set(AttributeLexicon.load(render).index) if render else set())
+        raw = mine_name_templates(split_docs, spec, names)
         name_frame = split_names(names, seed)
     else:
-        raw = mine_attribute_templates(split_docs, classes)
+        positions = tuple(pair) if spec.lexicon else (0, 1)
+        raw = mine_word_templates(split_docs, spec, classes.words, positions, seed)
         name_frame = pd.DataFrame(columns=["name", "cls", "split"])
-    if len(raw) < 20:
-        raise HarnessError(f"only {len(raw)} {classes.key} templates found in the corpus",
-                           "check that the corpus-en data set is complete (gradiend-bench data verify corpus-en)")
-    templates = assign_template_splits(raw, seed)
+    found = Counter(t["cls"] for t in raw)
+    if len(raw) < 20 or min(found[0], found[1]) == 0:
+        raise HarnessError(f"only {len(raw)} {classes.key} templates ({found[0]} {classes.names[0]}, {found[1]} "
+                           f"{classes.names[1]}) found in the corpus {spec.corpus}",
+                           f"check that the data set is complete (gradiend-bench data verify {spec.corpus}) or "
+                           "relax the spec's mining rules")
+    templates = assign_template_splits(raw, seed, spec.splits)
     if max_templates is not None:  # the cpu protocol: a seeded subset per split, class-balanced where possible
-        templates = _cap_templates(templates, max_templates, seed)
-    neutral = neutral_sentences(split_docs, n_neutral, seed)
+        templates = _cap_templates(templates, max_templates, seed, spec.splits)
+    extra = {w.lower() for group in classes.words for w in group} if not spec.lexicon else set()
+    neutral = neutral_sentences(split_docs, n_neutral, seed, extra)
     info = {"n_templates": int(len(templates)), "n_names": int(len(name_frame)), "seed": seed,
             "pair": list(pair), "max_templates": max_templates}
+    if not spec.shipped:
+        info["feature"] = {"name": spec.name, "source": spec.source, "sha256": spec.sha256}
     return GradiendData(classes, templates, name_frame, neutral, info)
 
 
-def _cap_templates(templates: pd.DataFrame, max_templates: int, seed: int) -> pd.DataFrame:
+def _cap_templates(templates: pd.DataFrame, max_templates: int, seed: int,
+                   fractions: tuple[float, float, float] = TEMPLATE_FRACTIONS) -> pd.DataFrame:
     parts = []
-    for split, fraction in zip(SPLITS, TEMPLATE_FRACTIONS):
+    for split, fraction in zip(SPLITS, fractions):
         part = templates[templates["split"] == split]
         limit = max(8, int(max_templates * fraction))
         per_class = [part[part["cls"] == c].sample(frac=1.0, random_state=seed) for c in (0, 1)]

@@ -42,6 +42,7 @@ from methods.gradiend.evaluation import (
     screened_grid,
     select,
 )
+from methods.gradiend.feature_spec import FeatureSpec, load_feature
 from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
 from methods.gradiend.model import Gradiend
 from methods.gradiend.name_prediction import ClassWordObjective, NamePredictionObjective, name_weights
@@ -59,6 +60,7 @@ class Settings:
 
     bias_type: str = "gender"
     pair: tuple[int, int] = (0, 1)
+    feature: str | None = None  # a feature spec (shipped name or YAML path); None: the bias type's shipped spec
     protocol: str = "cpu"
     seed: int = 0
     include: list[str] | None = None
@@ -74,6 +76,17 @@ class Settings:
     bf16: bool = False
     source: str = "factual"
     target: str = "diff"
+
+    def feature_spec(self) -> FeatureSpec:
+        return load_feature(self.feature or self.bias_type)
+
+    def key_fields(self) -> dict:
+        """The fields as a cache key: ``feature`` only when set (so keys made before it existed stay valid),
+        with its spec's content hash (editing a spec file retrains)."""
+        fields = dict(vars(self))
+        if fields.pop("feature") is not None:
+            fields["feature"] = {"spec": self.feature, "sha256": self.feature_spec().sha256}
+        return fields
 
     def protocol_values(self) -> dict:
         if self.protocol == "full":
@@ -186,10 +199,25 @@ class Artefacts:
 def prepare_data(lm: LanguageModel, settings: Settings, progress: bool = False) -> GradiendData:
     """Mine the templates/names/neutral text for ``settings`` and apply the base-model filter."""
     values = settings.protocol_values()
-    data = build_data(settings.bias_type, settings.seed, pair=settings.pair, n_neutral=values["n_neutral"],
+    data = build_data(settings.feature_spec(), settings.seed, pair=settings.pair, n_neutral=values["n_neutral"],
                       max_templates=values["max_templates"])
+    check_targets(lm, data)
     filter_templates(lm, data, values["filter_names"], settings.seed, progress=progress)
     return data
+
+
+def check_targets(lm: LanguageModel, data: GradiendData) -> None:
+    """Every pair of a template's class words must be two different tokens for ``lm`` (a word's first token is
+    its target: a multi-token word is predicted by its first piece), or the gradients could not tell the
+    classes apart."""
+    from methods.gradiend.gradients import target_token
+
+    pairs = set(zip(data.templates["target_0"], data.templates["target_1"]))
+    for first, second in sorted(pairs):
+        for after in (True, False):
+            if target_token(lm, first, after) == target_token(lm, second, after):
+                raise HarnessError(f"feature {data.classes.key}: '{first}' and '{second}' start with the same token "
+                                   f"for {lm.spec}", "choose class words whose first tokens differ")
 
 
 def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool = False,
@@ -264,7 +292,8 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
         model.prune_(keep)
         param_map.index = keep if param_map.index is None else param_map.index[keep]  # the engine shares this map
     index = param_map.index if param_map.index is not None else torch.empty(0, dtype=torch.long)
-    result.model.meta = model.meta = {"param_map": param_map.to_json(), "settings": asdict(settings)}
+    result.model.meta = model.meta = {"param_map": param_map.to_json(), "settings": asdict(settings),
+                                      "model": lm.spec}
     if settings.post_prune is None:
         result.model.save(folder / "all_seeds.safetensors", {"index": index})
     model.save(folder / "gradiend.safetensors", {"index": index})
@@ -293,11 +322,12 @@ def step_encoder(engine: GradientEngine, settings: Settings, data: GradiendData,
 
 
 def selection_objective(lm: LanguageModel, settings: Settings, data: GradiendData):
-    """The decoder-selection objective and its description for the records: gender → the paper's name
-    prediction on the GENTypes prompts (offline: the project's substitute set); race/religion → the
-    class words on validation templates (the paper defines no name task for them)."""
+    """The decoder-selection objective and its description for the records, as the feature spec says:
+    ``name-prediction`` (gender) → the paper's name prediction on the GENTypes prompts (offline: the project's
+    substitute set); ``class-words`` (race, religion, any other feature) → the class words on validation
+    templates (the paper defines no name task for them)."""
     values = settings.protocol_values()
-    if settings.bias_type == "gender":
+    if settings.feature_spec().objective == "name-prediction":
         from methods.gradiend.selection_data import load_name_genders, load_selection_prompts
 
         rows, prompt_source = load_selection_prompts()
