@@ -22,7 +22,7 @@ ifneq ($(wildcard ../shared/data/MANIFEST.tsv),)
 export GRADIEND_BENCH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo lint test bench perf results tables check baseline ci-check ci-baseline ci-spread clean
+.PHONY: install demo lint test bench perf results features tables check baseline ci-check ci-baseline ci-spread clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -61,6 +61,11 @@ results: install
 	$(BIN)/gradiend-bench run configs/demo.yaml --results results/runs
 	$(BIN)/gradiend-bench run configs/zoo-cpu.yaml --results results/runs
 	$(MAKE) tables
+
+# GRADIEND on the shipped features (gender, number-3sg-3pl, person) for both zoo models, their top-k overlap
+# matrices and the report under results/features/ (docs/gradiend-features.md; hours on 2 cores, resumable).
+features: install
+	BIN=$(BIN) bash results/features/regenerate.sh
 
 # Regenerate every committed table and figure from results/runs (no model runs):
 # results/tables/leaderboard.{csv,md,tex,html}, results/tables/figures/*.png and the README's leaderboard.

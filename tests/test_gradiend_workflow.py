@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pandas as pd
 import pytest
 import torch
 
@@ -78,3 +79,33 @@ def test_cli_workflow_data_train_evaluate_rewrite_compare(mirror, tmp_path, caps
     torch.testing.assert_close(flat(chosen), expected, rtol=0, atol=0)  # the same fp32 operations
     assert cli_main(["gradiend", "compare", run, run, "--top-k", "100", "--out", str(tmp_path / "o.png")]) == 0
     assert "1.000" in capsys.readouterr().out and (tmp_path / "o.png").is_file()
+    overlap = json.loads((tmp_path / "o.json").read_text())
+    assert overlap["runs"][0]["model"] == "zoo:bert-tiny" and overlap["runs"][0]["feature"] == "gender"
+    assert overlap["run_stability"]["gender on zoo:bert-tiny"]["mean_pairwise_overlap"] == 1.0
+    assert cli_main(["gradiend", "report", run, "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())[0]
+    grid = pd.read_csv(tmp_path / "g" / "decoder_grid.csv")
+    base = grid[grid["h"].isna()].iloc[0]
+    assert report["decoder"]["base"] == {"p_first": base["p_first"], "p_second": base["p_second"], "lms": base["lms"]}
+    assert report["encoder"]["pearson"] == encoder["pearson"] and "| gender |" in capsys.readouterr().out
+
+
+def test_a_feature_spec_runs_as_a_grid_variant_and_keeps_its_own_cache(bert_tiny, mirror, tmp_path):
+    ctx = RunContext(seed=0, protocol="cpu", bias_type="gender", cache_dir=tmp_path, progress=False)
+    options = {"gradiend": {**FAST, "feature": "number-3sg-3pl"}}
+    rewritten, log = apply_variant(bert_tiny, parse_variant("gradiend", options), ctx)
+    notes = log[0]["notes"]
+    assert notes["feature"]["name"] == "number-3sg-3pl" and notes["classes"] == ["3SG", "3PL"]
+    assert abs(notes["encoder_test"]["pearson"]) >= 0.8  # unseen test templates
+    assert notes["selection_objective"]["kind"] == "class-words"
+    changed = [n for n, p in rewritten.model.named_parameters()
+               if not torch.equal(p, dict(bert_tiny.model.named_parameters())[n])]
+    assert changed
+    # the same feature from a spec file with other words is another training, not the cached one
+    spec = tmp_path / "number-he.yaml"
+    spec.write_text("name: number-he\nclasses:\n  - {name: 3SG, words: [he]}\n  - {name: 3PL, words: [they]}\n"
+                    "min_words: 6\nnext_words: [is, are, was, were]\n"
+                    "render: {scope: next-word, pairs: [[is, are], [was, were]]}\n")
+    _, again = apply_variant(bert_tiny, parse_variant("gradiend", {"gradiend": {**FAST, "feature": str(spec)}}), ctx)
+    assert again[0]["notes"]["artefacts"] != notes["artefacts"] and not again[0]["notes"]["reused_cached_training"]
+    assert again[0]["notes"]["feature"]["source"] == str(spec)

@@ -7,7 +7,8 @@
     gradiend-bench gradiend eval-decoder --dir runs/g
     gradiend-bench gradiend rewrite      --dir runs/g --metric bpi [--rule product] --out models/debiased
     gradiend-bench gradiend rewrite      --dir runs/g --h -1 --alpha 0.01 --out models/chosen   (any candidate)
-    gradiend-bench gradiend compare      runs/g runs/g-race [--top-k 1000] --out overlap.png
+    gradiend-bench gradiend compare      runs/g runs/n runs/p [--top-k 1000] [--labels ...] --out overlap
+    gradiend-bench gradiend report       runs/g runs/n runs/p [--rule product] --out features
 
 ``data`` writes ``settings.json`` (model, bias type, protocol, seed, ...) and ``data/``; later steps read them.
 """
@@ -154,17 +155,40 @@ def cmd_rewrite(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from methods.gradiend.comparison import overlap_matrix, plot_overlap
-    from methods.gradiend.workflow import load_trained
+    from methods.gradiend.comparison import Run, compare_runs, format_stability, write_comparison
 
-    runs = [load_trained(Path(d)) for d in args.dirs]
-    matrix = overlap_matrix(runs, args.top_k)
-    labels = [Path(d).name for d in args.dirs]
-    for label, row in zip(labels, matrix):
-        print(f"{label:24s} " + " ".join(f"{v:.3f}" for v in row))
+    if args.labels and len(args.labels) != len(args.dirs):
+        raise HarnessError(f"{len(args.labels)} labels for {len(args.dirs)} runs", "give one --labels entry per run")
+    runs = [Run.load(Path(d), args.labels[i] if args.labels else None) for i, d in enumerate(args.dirs)]
+    result = compare_runs(runs, args.top_k, args.importance)
+    width = max(len(label) for label in result["labels"])
+    print(f"top-{args.top_k} overlap |A∩B|/k by {args.importance}")
+    for label, row in zip(result["labels"], result["overlap"]):
+        print(f"{label:{width}s} " + " ".join(f"{v:.3f}" for v in row))
+    for label, s in result["seed_stability"].items():
+        print(f"seed stability {label}: {format_stability(s)}")
+    for group, s in result["run_stability"].items():
+        print(f"run stability {group}: {format_stability(s)}")
     if args.out:
-        plot_overlap(matrix, labels, Path(args.out), args.top_k)
-        print(f"heatmap: {args.out}")
+        prefix = Path(args.out)
+        paths = write_comparison(result, prefix.with_suffix("") if prefix.suffix in (".png", ".csv", ".json")
+                                 else prefix)
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.atomic import write_bytes_atomic
+    from methods.gradiend.report import markdown, summarise
+
+    rows = [summarise(Path(d), args.rule) for d in args.dirs]
+    text = markdown(rows)
+    print(text, end="")
+    if args.out:
+        prefix = Path(args.out).with_suffix("")
+        write_bytes_atomic(prefix.with_suffix(".md"), text.encode())
+        write_json_atomic(prefix.with_suffix(".json"), rows)
+        print(f"wrote {prefix.with_suffix('.md')}, {prefix.with_suffix('.json')}")
     return 0
 
 
@@ -207,8 +231,17 @@ def register(subparsers) -> None:
     rw.add_argument("--alpha", type=float, help="an explicit step size α (with --h)")
     rw.add_argument("--out", required=True)
     rw.set_defaults(func=cmd_rewrite)
-    cmp = actions.add_parser("compare", help="top-k decoder weight overlap between runs")
-    cmp.add_argument("dirs", nargs="+")
+    cmp = actions.add_parser("compare", help="top-k decoder weight overlap between any number of runs")
+    cmp.add_argument("dirs", nargs="+", help="GRADIEND folders (features, seeds, models of one architecture)")
     cmp.add_argument("--top-k", type=int, default=1000)
-    cmp.add_argument("--out")
+    cmp.add_argument("--labels", nargs="+", help="one name per run (default: feature/model/seed)")
+    cmp.add_argument("--importance", default="change", choices=("change", "weight"),
+                     help="change: |W_d − W_d⁰|, what training learned (default); weight: |W_d|, the package's")
+    cmp.add_argument("--out", help="PREFIX: writes PREFIX.csv (matrix), PREFIX.json (with the runs' identities and "
+                     "seed stability) and PREFIX.png (heatmap)")
     cmp.set_defaults(func=cmd_compare)
+    rep = actions.add_parser("report", help="encoder r, class means and the decoder's effect per run (Markdown)")
+    rep.add_argument("dirs", nargs="+", help="evaluated GRADIEND folders")
+    rep.add_argument("--rule", default="product", choices=("product", "lms-threshold"))
+    rep.add_argument("--out", help="PREFIX: writes PREFIX.md and PREFIX.json")
+    rep.set_defaults(func=cmd_report)

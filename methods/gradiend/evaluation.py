@@ -116,10 +116,43 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((x @ y) / denom) if denom > 0 else 0.0
 
 
+def weighted_pearson(arrays, w: np.ndarray) -> np.ndarray:
+    """Pearson r of ``h`` and ``label`` under bootstrap weights ``w`` [B, n] (one r per replicate)."""
+    x, y = arrays["h"], arrays["label"]
+    total = w.sum(1)
+    mx, my = w @ x / total, w @ y / total
+    cov = w @ (x * y) / total - mx * my
+    var_x, var_y = w @ (x * x) / total - mx ** 2, w @ (y * y) / total - my ** 2
+    return cov / np.sqrt(np.clip(var_x * var_y, 1e-300, None))
+
+
+def class_mean(label: float):
+    def statistic(arrays, w: np.ndarray) -> np.ndarray:
+        mask = arrays["label"] == label
+        return (w[:, mask] @ arrays["h"][mask]) / w[:, mask].sum(1)
+    return statistic
+
+
+def encoder_intervals(h: torch.Tensor, labels: torch.Tensor, resamples: int = 1000) -> dict:
+    """95 % percentile intervals of r and the class means over the class examples, resampled within each
+    class (so both classes keep their sizes; harness.stats, seeded)."""
+    from harness.stats import bootstrap_score
+
+    classes = labels != 0
+    arrays = {"h": h[classes].double().numpy(), "label": labels[classes].double().numpy()}
+    n = int(classes.sum())
+    out = {}
+    for key, statistic in (("pearson", weighted_pearson), ("mean_first", class_mean(1.0)),
+                           ("mean_second", class_mean(-1.0))):
+        score = bootstrap_score(statistic, arrays, n, resamples=resamples, seed=0, strata=arrays["label"])
+        out[key] = [score.low, score.high]
+    return out
+
+
 def encoder_metrics(h: torch.Tensor, labels: torch.Tensor) -> dict:
     classes = labels != 0
     predicted = torch.where(h > 0.5, 1.0, torch.where(h < -0.5, -1.0, 0.0))
-    return {"pearson": pearson(h[classes], labels[classes]),
+    return {"pearson": pearson(h[classes], labels[classes]), "ci95": encoder_intervals(h, labels),
             "pearson_with_neutral": pearson(h, labels) if (~classes).any() else None,
             "mean_first": float(h[labels > 0].mean()), "mean_second": float(h[labels < 0].mean()),
             "mean_neutral": float(h[~classes].mean()) if (~classes).any() else None,

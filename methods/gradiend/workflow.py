@@ -22,9 +22,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from harness.atomic import write_json_atomic
+from harness.atomic import write_bytes_atomic, write_json_atomic
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
 from methods.gradiend.convergence import ConvergenceRule
@@ -46,6 +47,8 @@ from methods.gradiend.feature_spec import FeatureSpec, load_feature
 from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
 from methods.gradiend.model import Gradiend
 from methods.gradiend.name_prediction import ClassWordObjective, NamePredictionObjective, name_weights
+from methods.gradiend.plots import plot_convergence
+from methods.gradiend.template_checks import check_splits, check_targets, filter_templates
 from methods.gradiend.training import TrainConfig, TrainResult, sample_batch, train
 
 CPU_MAX_STEPS = 400  # an upper bound: the cpu protocol stops a seed once it has converged
@@ -119,39 +122,6 @@ class Settings:
         return 1e-4 if llama else 1e-5
 
 
-def filter_templates(lm: LanguageModel, data: GradiendData, n_names: int, seed: int, batch_size: int = 64,
-                     progress: bool = False) -> None:
-    """Keep templates where the base model prefers the class's word for most of ``n_names`` train names
-    per class (the paper's filter); race/religion templates (no names) are all kept."""
-    if data.names.empty:
-        return
-    rng = random.Random(f"{seed}-filter")
-    texts, fact, counter, owner = [], [], [], []
-    for i, row in data.templates.iterrows():
-        for cls in (0, 1):
-            for name in rng.sample(data.names_of("train", cls), n_names):
-                texts.append(row[f"text_{cls}"].replace("[NAME]", name))
-                fact.append(row[f"target_{cls}"])
-                counter.append(row[f"target_{1 - cls}"])
-                owner.append(i)
-    engine_lm = lm
-    correct = torch.zeros(len(texts), dtype=torch.bool)
-    from harness.progress import progress as bar
-
-    with torch.no_grad():
-        for lo in bar(range(0, len(texts), batch_size), progress, "filtering templates"):
-            b = make_batch(engine_lm, texts[lo:lo + batch_size], fact[lo:lo + batch_size], counter[lo:lo + batch_size])
-            logits = engine_lm.logits(b.input_ids, b.attention_mask, (b.rows, b.cols))
-            correct[lo:lo + batch_size] = (logits.gather(1, b.factual[:, None])
-                                           > logits.gather(1, b.counterfactual[:, None])).squeeze(1).cpu()
-    owner_t = torch.tensor(owner)
-    share = torch.zeros(len(data.templates)).index_add_(0, owner_t, correct.float()) / (2 * n_names)
-    data.templates["base_correct"] = share.numpy()
-    data.templates["kept"] = (share > 0.5).numpy()
-    data.info["filter"] = {"names_per_class": n_names, "kept": int(data.templates["kept"].sum()),
-                           "total": int(len(data.templates))}
-
-
 def auto_prune_fraction(param_map: ParamMap) -> float | None:
     """``pre_prune: auto``: the fraction of weights whose encoder-decoder fits MEMORY_BUDGET, None if all fit."""
     per_dim = 4 * 9  # W_e, W_d, b_d and two AdamW moments each, fp32, for the seed in training
@@ -168,18 +138,6 @@ def pre_prune(engine: GradientEngine, data: GradiendData, fraction: float, sampl
         total += engine.gradients(make_batch(engine.lm, texts, fact, counter), ("diff",))["diff"].abs()
     keep = max(1, int(math.ceil(fraction * engine.map.total)))
     return torch.topk(total, keep, sorted=False).indices.sort().values
-
-
-def check_splits(lm: LanguageModel, data: GradiendData) -> None:
-    """Every split needs a template after the base-model filter: training samples train, convergence reads val,
-    the encoder test reads test. A model that prefers the class word for too few templates (an untrained or
-    random model prefers he or she whatever the name) would otherwise fail deep inside training."""
-    empty = [split for split in ("train", "val", "test") if data.split(split).empty]
-    if empty:
-        kept = data.info.get("filter", {})
-        raise HarnessError(f"GRADIEND data for {lm.spec}: no {'/'.join(empty)} template is left after the base-model "
-                           f"filter (kept {kept.get('kept', '?')} of {kept.get('total', '?')})",
-                           "use a trained model that predicts the class words, or the full protocol (all templates)")
 
 
 @dataclass
@@ -204,20 +162,6 @@ def prepare_data(lm: LanguageModel, settings: Settings, progress: bool = False) 
     check_targets(lm, data)
     filter_templates(lm, data, values["filter_names"], settings.seed, progress=progress)
     return data
-
-
-def check_targets(lm: LanguageModel, data: GradiendData) -> None:
-    """Every pair of a template's class words must be two different tokens for ``lm`` (a word's first token is
-    its target: a multi-token word is predicted by its first piece), or the gradients could not tell the
-    classes apart."""
-    from methods.gradiend.gradients import target_token
-
-    pairs = set(zip(data.templates["target_0"], data.templates["target_1"]))
-    for first, second in sorted(pairs):
-        for after in (True, False):
-            if target_token(lm, first, after) == target_token(lm, second, after):
-                raise HarnessError(f"feature {data.classes.key}: '{first}' and '{second}' start with the same token "
-                                   f"for {lm.spec}", "choose class words whose first tokens differ")
 
 
 def fit(lm: LanguageModel, settings: Settings, folder: Path, *, progress: bool = False,
@@ -316,6 +260,9 @@ def step_encoder(engine: GradientEngine, settings: Settings, data: GradiendData,
     labels = torch.tensor(examples.labels)
     encoder = {"split": "test", "protocol": settings.protocol, **encoder_metrics(h, labels)}
     write_json_atomic(folder / "encoder.json", encoder)
+    # per-example encodings (labels +1/−1, 0 neutral) in the order of the test examples, for intervals and plots
+    write_bytes_atomic(folder / "encoder_test.csv",
+                       pd.DataFrame({"h": h.numpy(), "label": labels.numpy()}).to_csv(index=False).encode())
     plot_distribution(h, labels, data.classes.names, folder / "encoder_test.png",
                       f"{engine.lm.spec} {data.classes.key}: test names unseen, r={encoder['pearson']:.3f}")
     return encoder
@@ -410,46 +357,3 @@ def load_artefacts(folder: Path) -> Artefacts:
                            fix) from None
     model, param_map = load_trained(folder)
     return Artefacts(folder, param_map, model, selection, summary)
-
-
-def plot_convergence(result: TrainResult, path: Path, rule: ConvergenceRule) -> None:
-    """Per seed against steps: training loss, validation r, and the two class means (with the rule's lines)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from harness.atomic import write_bytes_atomic
-
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.4))
-    for seed, entries in result.history.items():
-        losses = [(e["step"], e["loss"]) for e in entries if "loss" in e]
-        evals = [e for e in entries if "correlation" in e]
-        if losses:
-            ax1.plot(*zip(*losses), label=f"seed {seed}", lw=0.8)
-        if evals:
-            steps = [e["step"] for e in evals]
-            line, = ax2.plot(steps, [abs(e["correlation"]) for e in evals], marker="o", ms=3, label=f"seed {seed}")
-            sign = 1.0 if evals[-1]["mean_first"] >= evals[-1]["mean_second"] else -1.0
-            ax3.plot(steps, [sign * e["mean_first"] for e in evals], color=line.get_color(), marker="^", ms=3,
-                     label=f"seed {seed} first class")
-            ax3.plot(steps, [sign * e["mean_second"] for e in evals], color=line.get_color(), marker="v", ms=3,
-                     ls="--", label=f"seed {seed} second class")
-    ax1.set_yscale("log")
-    ax1.set(xlabel="step", ylabel="MSE loss", title="training loss")
-    ax2.axhline(rule.score_threshold, color="grey", ls=":")
-    ax2.set(xlabel="step", ylabel="|Pearson r| (validation)", title=f"convergence rule: {rule.name}", ylim=(0, 1.02))
-    if rule.mean_threshold is not None:
-        for y in (rule.mean_threshold, -rule.mean_threshold):
-            ax3.axhline(y, color="grey", ls=":")
-    ax3.axhline(0, color="black", lw=0.5)
-    ax3.set(xlabel="step", ylabel="mean encoding (validation)", title="class means", ylim=(-1.02, 1.02))
-    for ax in (ax1, ax2, ax3):
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
