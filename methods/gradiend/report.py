@@ -39,7 +39,7 @@ def summarise(folder: Path, rule: str = "product") -> dict:
     decoder = {"base": probabilities(base)}
     for metric in METRICS:
         chosen = selection[rule][metric]
-        if chosen.get("h") is None:
+        if chosen.get("h") is None or chosen.get("alpha") == 0:  # the unchanged model won
             decoder[metric] = {**probabilities(base), "h": None, "alpha": 0.0}
             continue
         match = grid[(grid["h"] == chosen["h"]) & (grid["alpha"] == chosen["alpha"])]
@@ -53,7 +53,7 @@ def summarise(folder: Path, rule: str = "product") -> dict:
             "converged": training.get("converged"), "selected_seed": training.get("selected_seed"),
             "steps": training.get("steps"),
             "encoder": {k: encoder.get(k) for k in ("pearson", "mean_first", "mean_second", "mean_neutral",
-                                                    "accuracy_classes", "n")},
+                                                    "accuracy_classes", "n", "n_neutral", "ci95")},
             "decoder_rule": rule, "decoder": decoder, "wall_seconds": wall}
 
 
@@ -66,21 +66,26 @@ def _read(path: Path) -> dict | None:
 
 def markdown(rows: list[dict]) -> str:
     """Two tables: the encoder per run, and the decoder's target-word probabilities and LMS before/after."""
-    lines = ["| feature | model | seed | classes (+1 / −1) | converged | test r | mean +1 class | mean −1 class "
-             "| mean neutral | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| feature | model | seed | classes (+1 / −1) | converged | test r [95 % CI] | mean +1 class "
+             "| mean −1 class | mean neutral | test examples | wall s |", "|---" * 11 + "|"]
     for r in rows:
         e, wall = r["encoder"], r["wall_seconds"] or {}
+        ci = (e.get("ci95") or {}).get("pearson")
+        interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         lines.append(f"| {r['feature']} | {r['model']} | {r['run_seed']} | {r['classes'][0]} / {r['classes'][1]} "
-                     f"| {r['converged']} | {_f(e['pearson'])} | {_f(e['mean_first'], '+.3f')} "
+                     f"| {r['converged']} | {_f(e['pearson'])}{interval} | {_f(e['mean_first'], '+.3f')} "
                      f"| {_f(e['mean_second'], '+.3f')} | {_f(e['mean_neutral'], '+.3f')} "
+                     f"| {(e.get('n') or 0) - (e.get('n_neutral') or 0)} + {e.get('n_neutral')} neutral "
                      f"| {wall.get('total', round(sum(wall.values())) if wall else '')} |")
-    lines += ["", "| feature | model | update | h* | α | P(+1 class words) | P(−1 class words) | LMS |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"Decoder updates selected by the `{rows[0]['decoder_rule'] if rows else ''}` rule; probabilities "
+              "are means over validation prompts.", "",
+              "| feature | model | seed | update | h* | α | P(+1 class words) | P(−1 class words) | LMS |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for key in ("base", *METRICS):
             d = r["decoder"][key]
             label = "unchanged" if key == "base" else f"{key} ({METRICS[key]})"
-            lines.append(f"| {r['feature']} | {r['model']} | {label} | {_f(d.get('h'), '+g')} "
+            lines.append(f"| {r['feature']} | {r['model']} | {r['run_seed']} | {label} | {_f(d.get('h'), '+g')} "
                          f"| {_f(d.get('alpha'), 'g')} | {d['p_first']:.4f} | {d['p_second']:.4f} | {d['lms']:.4f} |")
     return "\n".join(lines) + "\n"
 

@@ -4,12 +4,14 @@
 #   zoo:bert-tiny-mlm: run seeds 0, 1, 2, each training all three GRADIEND seeds (seed and run stability)
 #   zoo:smollm2-135m:  run seed 0, stopping at the first converged GRADIEND seed (about an hour a feature)
 # The full runs (checkpoints included) stay in $FEATURE_RUNS; results/features/ keeps the small artefacts.
+# MODELS and FEATURES restrict it, e.g. MODELS=bert-tiny-mlm make features.
 set -euo pipefail
 RUNS=${FEATURE_RUNS:-build/features}
 OUT=results/features
 BIN=${BIN:-.venv/bin}
 B="$BIN/gradiend-bench"
-FEATURES="gender number-3sg-3pl person"
+FEATURES=${FEATURES:-"gender number-3sg-3pl person"}
+MODELS=${MODELS:-"bert-tiny-mlm smollm2-135m"}
 
 run() {  # model feature seed dir [train flags]
   local model=$1 feature=$2 seed=$3 dir=$4
@@ -30,7 +32,7 @@ keep() {  # the small artefacts of one run folder
   cp "$dir/data/data.json" "$dest/data/"  # not the templates: they are corpus text
 }
 
-for model in bert-tiny-mlm smollm2-135m; do
+for model in $MODELS; do
   dirs=()
   for feature in $FEATURES; do
     if [ "$model" = bert-tiny-mlm ]; then seeds="0 1 2"; flags="--min-convergent-seeds 3"; else seeds=0; flags=""; fi
