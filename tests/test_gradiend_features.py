@@ -239,3 +239,21 @@ def test_cache_key_names_the_spec_content_only_when_a_feature_is_set(tmp_path):
     first = replace(plain, feature=str(spec)).key_fields()["feature"]
     spec.write_text("name: f\nclasses:\n  - {name: A, words: [she]}\n  - {name: B, words: [they]}\n")
     assert replace(plain, feature=str(spec)).key_fields()["feature"]["sha256"] != first["sha256"]
+
+
+def test_class_words_sharing_a_first_token_for_the_model_are_refused(bert_tiny):
+    import pandas as pd
+
+    from methods.gradiend.data import FeatureClasses, GradiendData
+    from methods.gradiend.template_checks import check_targets
+
+    assert bert_tiny.tokenizer.tokenize("shes")[0] == "she"  # WordPiece: she + ##s
+    templates = pd.DataFrame({"text_0": ["Then [TARGET] left."], "text_1": ["Then [TARGET] left."],
+                              "target_0": ["she"], "target_1": ["shes"], "cls": [0], "split": ["train"],
+                              "kept": [True]})
+    data = GradiendData(FeatureClasses("f", ("A", "B"), (("she",), ("shes",))), templates,
+                        pd.DataFrame(columns=["name", "cls", "split"]), [])
+    with pytest.raises(HarnessError, match="'she' and 'shes' start with the same token for zoo:bert-tiny"):
+        check_targets(bert_tiny, data)
+    data.templates["target_1"] = ["they"]
+    check_targets(bert_tiny, data)
