@@ -187,14 +187,24 @@ def cmd_list_registered(args) -> int:
 def cmd_run(args) -> int:
     from harness.config import load_config
     from harness.paths import ensure_writable_dir
-    from harness.pipeline import RUN_CACHE_ENV, default_cache_dir, describe_plan, run_cache_dir, run_experiment
+    from harness.pipeline import (
+        ARTIFACTS_ENV,
+        RUN_CACHE_ENV,
+        artifacts_root,
+        default_cache_dir,
+        describe_plan,
+        run_cache_dir,
+        run_experiment,
+    )
 
     config = load_config(args.config)
     results = Path(args.results or config.results_dir)
     fix = "pass --results with a writable folder (or set results_dir in the config)"
     ensure_writable_dir(results, "results folder", fix)
-    # large outputs and record locks stay beside the results folder; the run cache goes where it is chosen
-    ensure_writable_dir(results.parent / "artifacts", "artifacts folder", fix)
+    # record locks stay beside the results folder; the run cache and the artefacts go where they are chosen
+    artifacts = artifacts_root(results, args.artifacts)
+    ensure_writable_dir(artifacts, "artifacts folder", fix if artifacts == results.parent / "artifacts"
+                        else f"pass --artifacts (or set {ARTIFACTS_ENV}) with a writable folder")
     ensure_writable_dir(default_cache_dir(results), "cache folder", fix)
     cache = run_cache_dir(results, args.cache)
     if cache != default_cache_dir(results):
@@ -205,7 +215,8 @@ def cmd_run(args) -> int:
     if args.dry_run:
         return 0
     summary = run_experiment(config, results_dir=args.results, jobs=args.jobs, backend=args.backend,
-                             scheduler=args.scheduler, force=args.force, progress=not args.quiet, cache_dir=cache)
+                             scheduler=args.scheduler, force=args.force, progress=not args.quiet, cache_dir=cache,
+                             artifacts_dir=artifacts)
     print(f"wrote {len(summary.written)} record(s), skipped {len(summary.skipped)} existing, "
           f"in {summary.wall_time_s:.1f}s -> {args.results or config.results_dir}")
     return 0
@@ -262,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", help="records folder (default: the config's results_dir)")
     run.add_argument("--cache", metavar="DIR", help="run cache for method fits and features (default: "
                      "$GRADIEND_BENCH_RUN_CACHE, else <results>/../cache; see docs/caching.md)")
+    run.add_argument("--artifacts", metavar="DIR", help="large per-run outputs such as predictions (default: "
+                     "$GRADIEND_BENCH_ARTIFACTS, else <results>/../artifacts; see docs/caching.md)")
     run.add_argument("--jobs", type=int, default=1, help="parallel groups (default 1)")
     run.add_argument("--backend", default="loky",
                      help="joblib backend: loky, threading, multiprocessing, sequential, dask")

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
 # The run cache (method fits, pooled features); distinct from GRADIEND_BENCH_CACHE (downloads: models, data, wheels)
 RUN_CACHE_ENV = "GRADIEND_BENCH_RUN_CACHE"
+ARTIFACTS_ENV = "GRADIEND_BENCH_ARTIFACTS"
 
 
 @dataclass
@@ -66,10 +67,17 @@ def run_cache_dir(results_dir: Path, given: str | Path | None = None) -> Path:
     return Path(chosen).expanduser() if chosen else default_cache_dir(results_dir)
 
 
-def artifact_dir(results_dir: Path, spec: RunSpec) -> Path:
-    """Large per-run outputs live beside the records: ``<results>/../artifacts/<same path as the record>``."""
+def artifacts_root(results_dir: Path, given: str | Path | None = None) -> Path:
+    """Where large per-run outputs go (docs/caching.md): ``given`` (``run --artifacts``), else
+    ``$GRADIEND_BENCH_ARTIFACTS``, else ``<results>/../artifacts`` beside the records folder."""
+    chosen = given or os.environ.get(ARTIFACTS_ENV)
+    return Path(chosen).expanduser() if chosen else Path(results_dir).parent / "artifacts"
+
+
+def artifact_dir(results_dir: Path, spec: RunSpec, root: str | Path | None = None) -> Path:
+    """One run's folder for large outputs: ``<artifacts root>/<the record's path without .json>``."""
     relative = record_path(results_dir, spec).relative_to(results_dir).with_suffix("")
-    return results_dir.parent / "artifacts" / relative
+    return Path(root or artifacts_root(results_dir)) / relative
 
 
 def group_runs(specs: list[RunSpec]) -> list[list[RunSpec]]:
@@ -106,10 +114,12 @@ _WATCHED_PARENT: int | None = None
 
 def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
                   torch_threads: int | None = None, parent_pid: int | None = None,
-                  force: bool = False, cache_dir: str | None = None) -> tuple[list[str], list[str]]:
+                  force: bool = False, cache_dir: str | None = None,
+                  artifacts_dir: str | None = None) -> tuple[list[str], list[str]]:
     """Load the group's model once, apply its variant, run each benchmark and write its record.
 
-    ``cache_dir`` is the run cache (:func:`run_cache_dir` of ``results_dir`` when None).
+    ``cache_dir`` is the run cache (:func:`run_cache_dir` of ``results_dir`` when None), ``artifacts_dir`` the root
+    of the large per-run outputs (:func:`artifacts_root` of ``results_dir`` when None).
 
     Returns (written, skipped) record paths. Each record is computed under its lock
     (:func:`harness.locks.file_lock`) after re-checking that no other process wrote it meanwhile, so
@@ -147,7 +157,8 @@ def execute_group(group: list[RunSpec], results_dir: str, progress: bool = True,
                 elif not force and is_complete(results, spec):
                     skipped.append(str(record_path(results, spec)))
                 else:
-                    record = _run_one(spec, results, lm, ctx, steps_log, variant_seconds / len(group))
+                    record = _run_one(spec, results, lm, ctx, steps_log, variant_seconds / len(group),
+                                      artifacts_dir)
                     written.append(str(write_record(results, spec, record)))
         pending = busy
     return written, skipped
@@ -161,7 +172,8 @@ def _record_lock_target(results: Path, spec: RunSpec) -> Path:
     return default_cache_dir(results) / "record-locks" / results.name / relative
 
 
-def _run_one(spec: RunSpec, results: Path, lm, group_ctx, steps_log: list, variant_share_s: float) -> RunRecord:
+def _run_one(spec: RunSpec, results: Path, lm, group_ctx, steps_log: list, variant_share_s: float,
+             artifacts: str | None = None) -> RunRecord:
     """Run one benchmark on the prepared model and build its record (with its own copy of the group's context:
     no data sets recorded yet, this run's artefact folder)."""
     import torch
@@ -172,7 +184,7 @@ def _run_one(spec: RunSpec, results: Path, lm, group_ctx, steps_log: list, varia
 
     benchmark = get_benchmark(spec.benchmark)(**spec.benchmark_options)
     seed_everything(spec.seed)
-    ctx = replace(group_ctx, datasets={}, artifact_dir=artifact_dir(results, spec))
+    ctx = replace(group_ctx, datasets={}, artifact_dir=artifact_dir(results, spec, artifacts))
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     blocked = representation_blocked(steps_log) if benchmark.reads == "representations" else None
@@ -208,9 +220,9 @@ def _prefetch_zoo_models(specs: set[str]) -> None:
 def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None = None, jobs: int = 1,
                    backend: str = "loky", scheduler: str | None = None, force: bool = False,
                    progress: bool = True, scheduler_timeout_s: float = 20.0,
-                   cache_dir: str | Path | None = None) -> RunSummary:
-    """Run every spec of ``config`` without a record; ``cache_dir`` as :func:`run_cache_dir` (resolved here,
-    once, so workers on other machines use the cache this process chose)."""
+                   cache_dir: str | Path | None = None, artifacts_dir: str | Path | None = None) -> RunSummary:
+    """Run every spec of ``config`` without a record; ``cache_dir`` as :func:`run_cache_dir` and ``artifacts_dir``
+    as :func:`artifacts_root` (resolved here, once, so workers on other machines use what this process chose)."""
     import joblib
 
     if backend not in BACKENDS:
@@ -221,6 +233,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         raise HarnessError(f"--jobs must be at least 1, got {jobs}", "pass --jobs 1 or more")
     results = Path(results_dir or config.results_dir)
     cache = str(run_cache_dir(results, cache_dir))
+    artifacts = str(artifacts_root(results, artifacts_dir))
     summary = RunSummary()
     started = time.perf_counter()
     specs = expand(config)
@@ -237,8 +250,8 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
     _prefetch_zoo_models({g[0].model for g in groups})
     threads = max(1, (os.cpu_count() or 1) // min(jobs, len(groups))) if jobs > 1 else None
     parent = None if backend == "dask" else os.getpid()  # local workers die with this process
-    calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads, parent, force, cache)
-             for g in groups]
+    calls = [joblib.delayed(execute_group)(g, str(results), progress and jobs == 1, threads, parent, force, cache,
+                                           artifacts) for g in groups]
     if backend == "dask":
         try:
             from distributed import Client
@@ -253,7 +266,8 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
         with client, joblib.parallel_config(backend="dask"):
             outputs = joblib.Parallel(n_jobs=jobs)(calls)
     elif backend == "sequential" or (jobs == 1 and backend == "loky"):
-        outputs = [execute_group(g, str(results), progress, force=force, cache_dir=cache) for g in groups]
+        outputs = [execute_group(g, str(results), progress, force=force, cache_dir=cache, artifacts_dir=artifacts)
+                   for g in groups]
     else:
         outputs = joblib.Parallel(n_jobs=jobs, backend=backend)(calls)
     summary.written = [Path(p) for written, _ in outputs for p in written]

@@ -178,3 +178,22 @@ def test_apply_variant_gives_each_step_its_folder_and_leaves_the_context_as_it_w
         lm.clear_hooks()
     assert dataclasses.asdict(ctx) == before and ctx.step_cache is None
     assert (ctx.method_folder("sentdebias", log[0]["cache_key"]) / ".sha256.json").is_file()
+
+
+def test_artifacts_go_to_the_flag_else_the_environment_else_beside_the_results(tmp_path, mirror, monkeypatch):
+    from harness.pipeline import ARTIFACTS_ENV, artifacts_root
+
+    monkeypatch.delenv(ARTIFACTS_ENV, raising=False)
+    assert artifacts_root(Path("results/runs")) == Path("results/artifacts")
+    monkeypatch.setenv(ARTIFACTS_ENV, str(tmp_path / "env"))
+    assert artifacts_root(Path("results/runs")) == tmp_path / "env"
+    assert artifacts_root(Path("results/runs"), tmp_path / "flag") == tmp_path / "flag"
+    config = parse_config({"name": "t", "models": ["zoo:bert-tiny"], "seeds": [0], "variants": ["base"],
+                           "benchmarks": [{"name": "crows", "options": {"resamples": 10}}],
+                           "results_dir": str(tmp_path / "a" / "runs")})
+    chosen = tmp_path / "chosen-artifacts"
+    path = run_experiment(config, artifacts_dir=chosen, progress=False).written[0]
+    written = Path(read_record(path).artifacts["pair_scores"])
+    relative = path.relative_to(tmp_path / "a" / "runs").with_suffix("")
+    assert written == chosen / relative / "crows_pair_scores.json" and written.is_file()
+    assert not (tmp_path / "a" / "artifacts").exists() and not (tmp_path / "env").exists()
