@@ -21,7 +21,6 @@ of the pairwise overlap, the mean pairwise Jaccard, and the sizes of the interse
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from itertools import combinations
@@ -34,6 +33,7 @@ from harness.atomic import write_bytes_atomic, write_json_atomic
 from harness.errors import HarnessError
 from methods.gradiend.gradients import ParamMap
 from methods.gradiend.model import Gradiend
+from methods.gradiend.plots import pyplot, save_png
 
 IMPORTANCES = ("change", "weight")
 
@@ -178,11 +178,7 @@ def write_comparison(result: dict, prefix: Path) -> list[Path]:
 
 
 def plot_overlap(matrix: np.ndarray, labels: list[str], path: Path, k: int, importance: str = "weight") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     size = 1.2 + 0.9 * len(labels)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap="magma")
@@ -196,10 +192,7 @@ def plot_overlap(matrix: np.ndarray, labels: list[str], path: Path, k: int, impo
     ax.set_title(f"top-{k} overlap |A∩B|/k of {what}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 def format_stability(s: dict | None) -> str:

@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness.atomic import write_bytes_atomic
 from harness.progress import progress as progress_bar
 from methods.gradiend.data import WORD, GradiendData
 from methods.gradiend.gradients import SLOT, GradientEngine, TargetBatch, make_batch
 from methods.gradiend.model import Gradiend
 from methods.gradiend.name_prediction import preference_scores
+from methods.gradiend.plots import pyplot, save_png
 from methods.gradiend.training import label_of
 
 METRICS = ("bpi", "fpi", "mpi")
@@ -126,24 +126,18 @@ def weighted_pearson(arrays, w: np.ndarray) -> np.ndarray:
     return cov / np.sqrt(np.clip(var_x * var_y, 1e-300, None))
 
 
-def class_mean(label: float):
-    def statistic(arrays, w: np.ndarray) -> np.ndarray:
-        mask = arrays["label"] == label
-        return (w[:, mask] @ arrays["h"][mask]) / w[:, mask].sum(1)
-    return statistic
-
-
 def encoder_intervals(h: torch.Tensor, labels: torch.Tensor, resamples: int = 1000) -> dict:
     """95 % percentile intervals of r and the class means over the class examples, resampled within each
     class (so both classes keep their sizes; harness.stats, seeded)."""
-    from harness.stats import bootstrap_score
+    from harness.stats import bootstrap_score, ratio
 
     classes = labels != 0
     arrays = {"h": h[classes].double().numpy(), "label": labels[classes].double().numpy()}
     n = int(classes.sum())
+    first, second = (arrays["label"] == 1.0).astype(float), (arrays["label"] == -1.0).astype(float)
     out = {}
-    for key, statistic in (("pearson", weighted_pearson), ("mean_first", class_mean(1.0)),
-                           ("mean_second", class_mean(-1.0))):
+    for key, statistic in (("pearson", weighted_pearson), ("mean_first", ratio(arrays["h"] * first, first)),
+                           ("mean_second", ratio(arrays["h"] * second, second))):
         score = bootstrap_score(statistic, arrays, n, resamples=resamples, seed=0, strata=arrays["label"])
         out[key] = [score.low, score.high]
     return out
@@ -162,14 +156,7 @@ def encoder_metrics(h: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 def plot_distribution(h: torch.Tensor, labels: torch.Tensor, names: tuple[str, str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = pyplot().subplots(figsize=(6, 3.2))
     bins = np.linspace(-1, 1, 41)
     for value, name in ((1.0, names[0]), (-1.0, names[1]), (0.0, "neutral")):
         sel = (labels == value).numpy()
@@ -182,10 +169,7 @@ def plot_distribution(h: torch.Tensor, labels: torch.Tensor, names: tuple[str, s
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 # -- decoder grid ----------------------------------------------------------------------------------
@@ -330,13 +314,7 @@ def select(table: pd.DataFrame, metric: str, rule: str = "product", ratio: float
 
 def plot_grid(table: pd.DataFrame, path: Path, title: str) -> None:
     """Heatmaps of BPI·LMS, FPI·LMS, MPI·LMS and LMS over (h*, α)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cands = table[table["h"].notna()].copy()
     panels = [(f"{m}·lms", cands[m] * cands["lms"]) for m in METRICS] + [("lms", cands["lms"])]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
@@ -351,7 +329,4 @@ def plot_grid(table: pd.DataFrame, path: Path, title: str) -> None:
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_png(fig, path, dpi=100)

@@ -1,24 +1,38 @@
-"""The training-convergence figure of a GRADIEND run."""
+"""GRADIEND figures: the headless pyplot and the one way a figure is written, and the training-convergence figure."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from harness.atomic import write_bytes_atomic
 from methods.gradiend.convergence import ConvergenceRule
 from methods.gradiend.training import TrainResult
 
 
-def plot_convergence(result: TrainResult, path: Path, rule: ConvergenceRule) -> None:
-    """Per seed against steps: training loss, validation r, and the two class means (with the rule's lines)."""
-    import io
-
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.atomic import write_bytes_atomic
+    return plt
 
+
+def save_png(fig, path: Path, dpi: int) -> None:
+    """Write ``fig`` as a PNG atomically (a crash never leaves half a file) and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def plot_convergence(result: TrainResult, path: Path, rule: ConvergenceRule) -> None:
+    """Per seed against steps: training loss, validation r, and the two class means (with the rule's lines)."""
+    plt = pyplot()
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.4))
     for seed, entries in result.history.items():
         losses = [(e["step"], e["loss"]) for e in entries if "loss" in e]
@@ -45,7 +59,4 @@ def plot_convergence(result: TrainResult, path: Path, rule: ConvergenceRule) -> 
     for ax in (ax1, ax2, ax3):
         ax.legend(fontsize=6)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_png(fig, path, dpi=100)
