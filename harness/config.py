@@ -167,14 +167,22 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise HarnessError(f"config file '{path}' not found",
                            "give the path to an experiment YAML, e.g. configs/demo.yaml")
+    return parse_config(read_yaml(path, "config"), str(path))
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in ``path``; a syntax error or an unreadable file is one line naming ``what`` (e.g.
+    "config", "feature spec"), the file and, for syntax, the line."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise HarnessError(f"config {path} is not valid YAML{where} ({getattr(exc, 'problem', exc)})",
+        raise HarnessError(f"{what} {path} is not valid YAML{where} ({getattr(exc, 'problem', exc)})",
                            "fix the YAML syntax") from None
-    return parse_config(raw, str(path))
+    except OSError as exc:
+        raise HarnessError(f"cannot read {what} {path} ({exc.strerror or exc})",
+                           "check the path and its permissions") from None
 
 
 def validate_names(config: ExperimentConfig, source: str) -> None:

@@ -154,7 +154,7 @@ def test_malformed_specs_fail_in_one_line_naming_the_spec(raw, message):
 def test_unreadable_or_missing_spec_files_fail_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
-    with pytest.raises(HarnessError, match="bad.yaml is not readable YAML"):
+    with pytest.raises(HarnessError, match="bad.yaml is not valid YAML at line 1"):
         load_feature(bad)
     with pytest.raises(HarnessError, match="'nope' is neither a shipped feature nor a file"):
         load_feature("nope")

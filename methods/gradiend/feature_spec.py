@@ -36,8 +36,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from harness.config import read_yaml
 from harness.errors import HarnessError
 
 SHIPPED = Path(__file__).with_name("features")
@@ -112,11 +111,7 @@ def load_feature(name_or_path: str | Path) -> FeatureSpec:
     if not path.is_file():
         raise HarnessError(f"feature spec '{text}' is neither a shipped feature nor a file",
                            f"use one of {', '.join(shipped_features())} or the path of a YAML spec")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise HarnessError(f"feature spec {path} is not readable YAML ({type(exc).__name__})",
-                           "fix the file's syntax") from None
+    raw = read_yaml(path, "feature spec")
     return parse_feature(raw, f"{SHIPPED_SOURCE}{text}.yaml" if shipped else str(path))
 
 
