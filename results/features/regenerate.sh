@@ -13,20 +13,29 @@ B="$BIN/gradiend-bench"
 FEATURES=${FEATURES:-"gender number-3sg-3pl person"}
 MODELS=${MODELS:-"bert-tiny-mlm smollm2-135m"}
 
-run() {  # model feature seed dir [train flags]
-  local model=$1 feature=$2 seed=$3 dir=$4
+run() {  # model feature seed dir [train flags]; wall seconds per step in wall_seconds.json (read by `report`)
+  local model=$1 feature=$2 seed=$3 dir=$4 t0 t1 t2 t3 t4
   shift 4
+  [ -f "$dir/selection.json" ] && return 0
+  t0=$(date +%s)
   [ -f "$dir/settings.json" ] || "$B" gradiend data --model "$model" --feature "$feature" --seed "$seed" --dir "$dir"
+  t1=$(date +%s)
   [ -f "$dir/training.json" ] || "$B" gradiend train --dir "$dir" "$@"
+  t2=$(date +%s)
   [ -f "$dir/encoder.json" ] || "$B" gradiend eval-encoder --dir "$dir"
-  [ -f "$dir/selection.json" ] || "$B" gradiend eval-decoder --dir "$dir"
+  t3=$(date +%s)
+  "$B" gradiend eval-decoder --dir "$dir"
+  t4=$(date +%s)
+  # a resumed run counts only the steps it ran
+  echo "{\"data\": $((t1 - t0)), \"train\": $((t2 - t1)), \"encoder\": $((t3 - t2)), \"decoder\": $((t4 - t3)), \"total\": $((t4 - t0))}" \
+    > "$dir/wall_seconds.json"
 }
 
 keep() {  # the small artefacts of one run folder
   local dir=$1 dest=$2
   mkdir -p "$dest/data"
   for f in settings.json training.json encoder.json encoder_test.csv encoder_test.png convergence.png \
-           decoder_grid.csv decoder_grid.png selection.json gradiend.json; do
+           decoder_grid.csv decoder_grid.png selection.json gradiend.json wall_seconds.json; do
     [ -f "$dir/$f" ] && cp "$dir/$f" "$dest/$f"
   done
   cp "$dir/data/data.json" "$dest/data/"  # not the templates: they are corpus text
