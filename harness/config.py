@@ -40,6 +40,24 @@ class Component(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class FewerSeeds(BaseModel):
+    """Cells that run under only some of the config's seeds, for their cost (the tables say which): the
+    runs of ``benchmarks`` × ``models`` × ``variants`` ("weight-changing" = every variant with a weight step)
+    keep only the seeds in ``seeds``. An unset list matches everything."""
+
+    model_config = ConfigDict(extra="forbid")
+    seeds: list[Seed] = Field(min_length=1)
+    models: list[str] | None = None
+    benchmarks: list[str] | None = None
+    variants: Literal["all", "weight-changing"] | list[str] = "all"
+
+    def matches(self, model: str, variant: str, benchmark: str, weight_changing: bool) -> bool:
+        return ((self.models is None or model in self.models)
+                and (self.benchmarks is None or benchmark in self.benchmarks)
+                and (self.variants == "all" or (self.variants == "weight-changing" and weight_changing)
+                     or (isinstance(self.variants, list) and variant in self.variants)))
+
+
 class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +72,7 @@ class ExperimentConfig(BaseModel):
     device: str = "cpu"
     batch_size: int = Field(default=64, ge=1, strict=True)
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fewer_seeds: list[FewerSeeds] = Field(default_factory=list)
 
     @field_validator("variants", "benchmarks")
     @classmethod
@@ -232,6 +251,23 @@ def validate_names(config: ExperimentConfig, source: str) -> None:
         except HarnessError as exc:
             raise HarnessError(f"config {source}: key 'models[{i}]': {exc.what}", exc.fix) from None
     check_device(config.device, source)
+    check_fewer_seeds(config, source)
+
+
+def check_fewer_seeds(config: ExperimentConfig, source: str) -> None:
+    """Each ``fewer_seeds`` rule names only the config's own models, variants, benchmarks and seeds (a typo
+    would otherwise silently match nothing and run every seed)."""
+    listed = {"models": list(config.models), "variants": [v.name for v in config.variants],
+              "benchmarks": [b.name for b in config.benchmarks], "seeds": list(config.seeds)}
+    for i, rule in enumerate(config.fewer_seeds):
+        for key, allowed in listed.items():
+            given = getattr(rule, key)
+            if not isinstance(given, list):
+                continue
+            stray = [x for x in given if x not in allowed]
+            if stray:
+                raise HarnessError(f"config {source}: key 'fewer_seeds[{i}].{key}': {stray[0]!r} is not in the "
+                                   f"config's {key}", f"use one of: {', '.join(map(str, allowed))}")
 
 
 def check_local_model(model: str) -> None:
@@ -278,8 +314,12 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
             method_versions = {step.name: get_method(step.name).version for step in steps}
             # a variant whose every step ignores the seed (and the base model) runs once, under the first seed
             seeded = any(get_method(step.name).seed_dependent for step in steps)
+            weight_changing = any(step.kind == "weight" for step in steps)
             for seed in config.seeds if seeded else config.seeds[:1]:
                 for bench in config.benchmarks:
+                    if seeded and any(rule.matches(model, variant.name, bench.name, weight_changing)
+                                      and seed not in rule.seeds for rule in config.fewer_seeds):
+                        continue
                     benchmark = get_benchmark(bench.name)(**bench.options)
                     versions = {"benchmark": benchmark.version, "methods": method_versions}
                     specs.append(RunSpec(config.name, model, variant.name, variant_options, bench.name,

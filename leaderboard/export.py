@@ -24,7 +24,7 @@ import io
 from dataclasses import dataclass
 
 from leaderboard.flags import FOOTNOTE, FOOTNOTE_LATEX, MARK
-from leaderboard.ranking import NA, Leaderboard, Row
+from leaderboard.ranking import NA, Leaderboard, Row, display_name
 
 DASH = "–"  # not applicable (the paper's dash)
 MINUS = "−"  # typographic minus for signed differences
@@ -176,7 +176,6 @@ def notes(board: Leaderboard) -> str:
     models = ", ".join(f"`{m}`" for m in board.models) or "(none)"
     labels = [c.label for c in board.bias_columns]
     bias = " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
-    seeds = max(board.seeds.values(), default=1)
     protocols = ("Protocol: " + next(iter(board.protocols)) + ". " if len(board.protocols) == 1 else
                  "Protocols: " + "; ".join(f"{p} ({', '.join(b)})" for p, b in board.protocols.items()) + ". ")
     return (f"Bias type `{board.bias_type}`, {len(board.models)} model(s): {models}. {bias}: proportional ranks "
@@ -186,8 +185,34 @@ def notes(board: Leaderboard) -> str:
             "averages when model sets differ. ΔW = changes weights, PP = post-processing; – = not applicable; "
             "an empty cell = not run. "
             + protocols + protocol_notes(board)
-            + (f"Scores averaged over up to {seeds} seeds per model before ranking." if seeds > 1
-               else "One seed per model.") + floor_notes(board) + interval_notes(board))
+            + seed_notes(board) + floor_notes(board) + interval_notes(board))
+
+
+def seed_notes(board: Leaderboard) -> str:
+    """How many seeds each model's cells average, and which cells have fewer than their variant's others on
+    that model (a config's ``fewer_seeds``, or an unfinished grid)."""
+    most = {m: max((c.seeds for (cm, _, _), c in board.scores.items() if cm == m), default=1) for m in board.models}
+    if max(most.values(), default=1) <= 1:
+        return "One seed per model."
+    if len(set(most.values())) == 1:
+        text = f"Scores averaged over up to {next(iter(most.values()))} seeds per model before ranking."
+    else:
+        text = ("Scores averaged over the seeds each cell has before ranking: "
+                + ", ".join(f"up to {n} on `{m}`" if n > 1 else f"1 on `{m}`" for m, n in most.items()) + ".")
+    labels = {c.key: c.label for c in [*board.bias_columns, *board.quality_columns]}
+    groups: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
+    for model in board.models:
+        for variant in board.order or sorted({v for _, v, _ in board.scores}):
+            cells = {k: c for (m, v, k), c in board.scores.items() if (m, v) == (model, variant)}
+            top = max((c.seeds for c in cells.values()), default=0)
+            fewer = [k for k in labels if k in cells and cells[k].seeds < top]
+            if fewer:
+                n = min(cells[k].seeds for k in fewer)
+                groups.setdefault((model, n, tuple(labels[k] for k in fewer)), []).append(display_name(variant))
+    for (model, n, cols), variants in groups.items():
+        text += (f" {' and '.join([', '.join(cols[:-1]), cols[-1]] if len(cols) > 1 else cols)} of "
+                 f"{', '.join(variants)} on `{model}`: {n} seed{'s' if n > 1 else ''} only.")
+    return text
 
 
 def protocol_notes(board: Leaderboard) -> str:

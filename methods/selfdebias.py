@@ -12,7 +12,12 @@ distribution (the maximum over several prefixes),
 renormalised over the vocabulary (computed in log space). The prefix's tokens are inserted after a
 leading special token (``[CLS]``, a causal LM's start token), else in front, so the position scored in the
 prefixed row is the same token's: masked LMs follow bias-bench's masked-LM wrapper (prefix after
-``[CLS]``), causal LMs its GPT-2 wrapper (prefix text before the sentence). It only rewrites token
+``[CLS]``), causal LMs its GPT-2 wrapper (prefix text before the sentence). The prefix is tokenized on its
+own and its ids are put before the sentence's, as bias-bench's scoring path does
+(``bias_bench/debias/self_debias/modeling.py``: ``GPT2Wrapper.compute_loss_self_debiasing`` encodes the
+prefixes alone and concatenates ids); for byte-level BPE the prefix's trailing space is then a token of its
+own and the sentence's first word has no leading space. Only generation (``generate_self_debiasing``) joins
+the texts before tokenizing, and no benchmark here generates. It only rewrites token
 predictions (a prediction hook, see :mod:`harness.hooks`), so representation benchmarks (SEAT, GLUE)
 are "not applicable". Nothing is fitted; ``cpu`` and ``full`` are the same.
 """

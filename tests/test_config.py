@@ -28,6 +28,39 @@ def test_seed_free_variants_run_once_and_say_so():
                      "inlp": [(3, True), (1, True), (2, True)], "cda+selfdebias": [(3, True), (1, True), (2, True)]}
 
 
+def test_fewer_seeds_drop_only_the_named_cells_and_keep_record_hashes():
+    """GLUE of the weight-changing variants stays at seed 0; post-processing, the other benchmark and the
+    seed-free base keep theirs, and a kept run's record hash is the one the plain config gives."""
+    raw = {**GOOD, "seeds": [0, 1, 2], "benchmarks": ["lm-quality", "glue"],
+           "variants": ["base", "cda", "inlp", "cda+inlp"]}
+    rule = {"models": ["zoo:bert-tiny"], "benchmarks": ["glue"], "variants": "weight-changing", "seeds": [0]}
+    reduced = expand(parse_config({**raw, "fewer_seeds": [rule]}))
+    cells = {}
+    for spec in reduced:
+        cells.setdefault((spec.variant, spec.benchmark), []).append(spec.seed)
+    assert cells == {("base", "lm-quality"): [0], ("base", "glue"): [0], ("cda", "lm-quality"): [0, 1, 2],
+                     ("cda", "glue"): [0], ("inlp", "lm-quality"): [0, 1, 2], ("inlp", "glue"): [0, 1, 2],
+                     ("cda+inlp", "lm-quality"): [0, 1, 2], ("cda+inlp", "glue"): [0]}
+    plain = {s.config_hash for s in expand(parse_config(raw))}
+    assert {s.config_hash for s in reduced} < plain
+    listed = expand(parse_config({**raw, "fewer_seeds": [{**rule, "variants": ["inlp"], "seeds": [1, 2]}]}))
+    assert sorted(s.seed for s in listed if (s.variant, s.benchmark) == ("inlp", "glue")) == [1, 2]
+    assert sorted(s.seed for s in listed if (s.variant, s.benchmark) == ("cda", "glue")) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"seeds": [5]}, r"fewer_seeds\[0\]\.seeds': 5 is not in the config's seeds"),
+    ({"seeds": [0], "benchmarks": ["glu"]}, r"'glu' is not in the config's benchmarks.*use one of: lm-quality"),
+    ({"seeds": [0], "models": ["zoo:bert"]}, r"'zoo:bert' is not in the config's models"),
+    ({"seeds": [0], "variants": ["cda"]}, r"'cda' is not in the config's variants"),
+    ({"seeds": [0], "variants": "weight"}, r"fewer_seeds\[0\]\.variants"),
+    ({"seeds": []}, r"fewer_seeds\[0\]\.seeds"),
+])
+def test_fewer_seeds_rules_name_only_the_configs_own_cells(rule, message):
+    with pytest.raises(HarnessError, match=message):
+        parse_config({**GOOD, "seeds": [0, 1], "variants": ["inlp"], "fewer_seeds": [rule]}, "x.yaml")
+
+
 def test_hash_ignores_execution_settings_but_not_options():
     a = expand(parse_config(GOOD))[0]
     b = expand(parse_config({**GOOD, "batch_size": 8, "device": "cpu"}))[0]

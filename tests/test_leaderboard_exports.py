@@ -172,3 +172,28 @@ def test_latex_compiles_when_pdflatex_is_here(results, tmp_path):
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and (tmp_path / "doc.pdf").stat().st_size > 1000, proc.stdout[-2000:]
+
+
+def test_notes_name_the_cells_with_fewer_seeds():
+    """Seeds 0–2 everywhere on m1 except variant a's GLUE (seed 0 only) → the notes say exactly that; m2 ran one
+    seed and says so; one seed everywhere reads as before."""
+    from leaderboard_records import make_record
+
+    def records(glue_seeds):
+        out = []
+        for seed in (0, 1, 2):
+            for variant in ("base", "a"):
+                if variant == "base" and seed:
+                    continue
+                out.append(make_record("m1", variant, "stereoset", {"ss": 55.0 + seed, "lms": 80.0}, seed=seed))
+                if seed in glue_seeds or variant == "base":
+                    out.append(make_record("m1", variant, "glue", {"score": 70.0}, seed=seed))
+        out += [make_record("m2", v, "stereoset", {"ss": 52.0, "lms": 90.0}) for v in ("base", "a")]
+        return out
+
+    text = export.notes(build(records((0,)), order=["base", "a"]))
+    assert ("seeds each cell has before ranking: up to 3 on `m1`, 1 on `m2`. GLUE of a on `m1`: 1 seed only."
+            in text)
+    assert "seed only" not in export.notes(build(records((0, 1, 2)), order=["base", "a"]))
+    single = [r for r in records((0,)) if r.seed == 0]
+    assert "One seed per model." in export.notes(build(single, order=["base", "a"]))
