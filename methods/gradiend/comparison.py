@@ -41,7 +41,7 @@ IMPORTANCES = ("change", "weight")
 def learned_change(model: Gradiend, row: int = 0) -> torch.Tensor:
     """W_d − W_d⁰ of one seed row: its decoder weights minus their initialisation, in the trained sign."""
     w = model.w_d[row]
-    init = Gradiend.init(model.dim, [model.seeds[row]]).w_d[0].to(w.dtype)
+    init = Gradiend.init(model.dim, [model.seeds[row]]).w_d[0].to(w.device, w.dtype)
     kept, flipped = float((w - init).norm()), float((w + init).norm())
     if min(kept, flipped) > 0.5 * max(kept, flipped):
         raise HarnessError(f"GRADIEND seed {model.seeds[row]} moved too far from its initialisation to tell whether "
@@ -57,7 +57,7 @@ def top_k_keys(model: Gradiend, param_map: ParamMap, k: int, row: int = 0,
     if importance not in IMPORTANCES:
         raise HarnessError(f"importance '{importance}' is not known", f"use one of {', '.join(IMPORTANCES)}")
     scores = model.w_d[row] if importance == "weight" else learned_change(model, row)
-    local = torch.topk(scores.abs(), k).indices
+    local = torch.topk(scores.abs(), k).indices.cpu()  # keys are compared on the CPU, where the map's index lives
     flat = local if param_map.index is None else param_map.index[local]
     offsets = torch.tensor(param_map.offsets())
     owners = torch.searchsorted(offsets, flat, right=True) - 1

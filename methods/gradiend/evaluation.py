@@ -19,6 +19,9 @@ next-token NLL), the reference's mapping). Selection: argmax metric·LMS over th
 unchanged model** (the paper), or the best metric among rows with LMS ≥ 0.99·LMS(base) (the reference
 package's threshold policy). Grids: ``paper`` (15 h* × 16 α = 240) and ``package`` (the 1-2-5 grid).
 Candidates are applied in place to the engine's flat weight buffer and undone, so no model copy is made.
+
+Device: the model runs, the candidates are applied and the scores are computed on the engine's device; the
+per-example encodings and every reported number come back to the CPU.
 """
 
 from __future__ import annotations
@@ -98,8 +101,10 @@ class EncoderProbe:
                                            examples.counterfactual[sl]))
 
     def encode(self, model: Gradiend, row: int = 0, progress: bool = False) -> torch.Tensor:
+        """h per example [N], on the CPU (a result: correlations, metrics, CSV and plots read it there)."""
         parts = [self.engine.directional(b, model.w_e[row]) for b in progress_bar(self.batches, progress, "encoding")]
-        return torch.tanh(torch.cat(parts) + model.b_e[row]).float()
+        encoded = torch.cat(parts)
+        return torch.tanh(encoded + model.b_e[row].to(encoded.device)).float().cpu()
 
     def correlations(self, model: Gradiend) -> list[tuple[float, float, float]]:
         """(Pearson r, mean h of the first class, mean h of the second) for every seed row."""
@@ -202,9 +207,9 @@ class DecoderGrid:
         batch = lm.tokenize(texts, max_length=128)
         ids, mask = batch["input_ids"], batch["attention_mask"]
         if lm.kind == "masked":
-            gen = torch.Generator().manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same mask on every device
             eligible = mask.bool() & (ids != lm.tokenizer.cls_token_id) & (ids != lm.tokenizer.sep_token_id)
-            chosen = eligible & (torch.rand(ids.shape, generator=gen) < 0.15)
+            chosen = eligible & (torch.rand(ids.shape, generator=gen) < 0.15).to(ids.device)
             targets = ids[chosen]
             masked = ids.clone()
             masked[chosen] = lm.tokenizer.mask_token_id
@@ -212,7 +217,8 @@ class DecoderGrid:
         chosen = mask.bool().clone()
         chosen[:, -1] = False
         lengths = mask.sum(1)
-        chosen[torch.arange(len(ids)), lengths - 1] = False  # the last real token predicts nothing here
+        rows = torch.arange(len(ids), device=ids.device)
+        chosen[rows, lengths - 1] = False  # the last real token predicts nothing here
         return batch, chosen, ids
 
     @torch.no_grad()
@@ -246,12 +252,12 @@ class DecoderGrid:
                   label: str = "decoder grid") -> pd.DataFrame:
         """The base model (row 0, h = NaN) and each (h*, α) of ``pairs``."""
         engine = self.engine
-        index = engine.map.index
+        index = engine.map.index_on(engine.flat.device)
         records = [{"h": None, "alpha": 0.0, **self.score()}]
         saved = engine.flat.clone() if index is None else engine.flat[index].clone()
         with torch.no_grad():
             for h, alpha in progress_bar(pairs, progress, label):
-                delta = (alpha * model.decode(h, row)).to(engine.flat.dtype)
+                delta = (alpha * model.decode(h, row)).to(engine.flat.device, engine.flat.dtype)
                 if index is None:
                     engine.flat.add_(delta)
                 else:

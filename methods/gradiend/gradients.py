@@ -22,7 +22,7 @@ computes it for a whole batch with one forward-mode (JVP) pass instead of one ba
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -37,11 +37,15 @@ SLOT = "[TARGET]"
 
 @dataclass
 class ParamMap:
-    """The selected backbone parameters in flat order; ``index`` = kept flat positions after pre-pruning."""
+    """The selected backbone parameters in flat order; ``index`` = kept flat positions after pre-pruning.
+
+    ``index`` lives on the CPU (it is saved in checkpoints and compared across runs); :meth:`index_on` gives it
+    on the device of the buffer it indexes (``index_select``/``index_add_`` need both on one device)."""
 
     names: list[str]
     shapes: list[tuple[int, ...]]
     index: torch.Tensor | None = None
+    _moved: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def numels(self) -> list[int]:
@@ -55,6 +59,15 @@ class ParamMap:
     def dim(self) -> int:
         return self.total if self.index is None else int(self.index.numel())
 
+    def index_on(self, device: torch.device) -> torch.Tensor | None:
+        """``index`` on ``device`` (pass a tensor's ``.device``): ``index`` itself there, else a copy made once per
+        index and device (the map's index is replaced by pre- and post-pruning, which the copy follows)."""
+        if self.index is None or self.index.device == device:
+            return self.index
+        if self._moved is None or self._moved[0] is not self.index or self._moved[1].device != device:
+            self._moved = (self.index, self.index.to(device))
+        return self._moved[1]
+
     def offsets(self) -> list[int]:
         out, pos = [], 0
         for n in self.numels:
@@ -64,7 +77,7 @@ class ParamMap:
 
     def owner(self, flat_positions: torch.Tensor) -> list[str]:
         """Parameter name of each flat (unpruned) position."""
-        bounds = torch.tensor(self.offsets()[1:] + [self.total])
+        bounds = torch.tensor(self.offsets()[1:] + [self.total], device=flat_positions.device)
         return [self.names[i] for i in torch.searchsorted(bounds, flat_positions, right=True).tolist()]
 
     def to_json(self) -> dict:
@@ -176,8 +189,13 @@ class GradientEngine:
             p.data = self.flat[off:off + n].view_as(p)
         self._point_grads(self.grad)
         self._grad_ptr = self.grad.data_ptr()
-        self._outputs: dict[str, torch.Tensor] = {}
+        self._outputs: dict[str, torch.Tensor] = {}  # on the model's device, like every buffer here
         release_freed_memory()  # the clone's per-weight storages, now replaced by views into `flat`
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device: the weights, gradient buffers and outputs live there (so should the GRADIEND)."""
+        return self.flat.device
 
     # -- losses -------------------------------------------------------------------------------------
     def _autocast(self):
@@ -208,8 +226,10 @@ class GradientEngine:
             return buffer
         out = self._outputs.get(key)
         if out is None or out.numel() != self.map.dim:
-            out = self._outputs[key] = torch.empty(self.map.dim, dtype=buffer.dtype)
-        return out.copy_(buffer) if self.map.index is None else torch.index_select(buffer, 0, self.map.index, out=out)
+            out = self._outputs[key] = torch.empty(self.map.dim, dtype=buffer.dtype, device=buffer.device)
+        if self.map.index is None:
+            return out.copy_(buffer)
+        return torch.index_select(buffer, 0, self.map.index_on(buffer.device), out=out)
 
     def gradients(self, batch: TargetBatch, need: tuple[str, ...] = ("factual", "diff")) -> dict[str, torch.Tensor]:
         """Flat gradients (on the kept positions) named in ``need``: factual, counterfactual, diff.
@@ -296,7 +316,7 @@ class GradientEngine:
         if self.map.index is None:
             full.copy_(tangent)
         else:
-            full[self.map.index] = tangent.to(full.dtype)
+            full[self.map.index_on(full.device)] = tangent.to(full.device, full.dtype)
         primals = {n: p.detach() for n, p in zip(self.map.names, self.params)}
         tangents = {n: full[o:o + k].view_as(p) for n, p, o, k in
                     zip(self.map.names, self.params, self.map.offsets(), self.map.numels)}

@@ -18,6 +18,9 @@ gradient buffers exist (the encoder-decoder of a 135M-parameter model fits next 
 
 Initialisation follows the reference: the encoder as ``nn.Linear(n, 1)`` (uniform ±1/√n), the decoder
 weight and bias uniform in ±max W_e.
+
+Device: the encoder-decoder lives on the language model's device (the gradients it is trained on are there);
+it is initialised on the CPU, so a seed gives the same initial weights on any device, and saved from the CPU.
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ class AdamW:
 
     def update_(self, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int) -> None:
         """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments), in place, on
-        contiguous tensors: torch's fused kernel (one pass) where available, else the same math op by op."""
+        contiguous tensors: torch's fused kernel (one pass) where available, else the same math op by op.
+        The kernel reads the step count from a tensor on the parameters' device (as torch.optim.AdamW keeps it)."""
         b1, b2 = self.betas
         if _FUSED is not None:
-            _FUSED([p], [g], [m], [v], [], [torch.tensor(float(step))], lr=self.lr, beta1=b1, beta2=b2,
+            step_count = torch.tensor(float(step), device=p.device)
+            _FUSED([p], [g], [m], [v], [], [step_count], lr=self.lr, beta1=b1, beta2=b2,
                    weight_decay=self.weight_decay, eps=self.eps, amsgrad=False, maximize=False)
             return
         p.mul_(1 - self.lr * self.weight_decay)
@@ -75,9 +80,11 @@ class Gradiend:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def init(cls, dim: int, seeds: list[int], dtype: torch.dtype = torch.float32) -> "Gradiend":
+    def init(cls, dim: int, seeds: list[int], dtype: torch.dtype = torch.float32,
+             device: torch.device | str = "cpu") -> "Gradiend":
         """Each row from its own seeded generator, written in place (no float64 or stacked temporaries,
-        which would double the peak memory for a 135M-weight map)."""
+        which would double the peak memory for a 135M-weight map); drawn on the CPU (the same values on
+        every device), then moved to ``device``."""
         w_e, w_d, b_d = (torch.empty(len(seeds), dim, dtype=dtype) for _ in range(3))
         b_e = torch.empty(len(seeds), dtype=dtype)
         bound = 1 / math.sqrt(dim)  # nn.Linear's default (kaiming-uniform with a=√5) for one output
@@ -88,7 +95,19 @@ class Gradiend:
             scale = float(w_e[row].max())
             w_d[row].uniform_(-scale, scale, generator=gen)
             b_d[row].uniform_(-scale, scale, generator=gen)
-        return cls(w_e, b_e, w_d, b_d, list(seeds))
+        return cls(w_e, b_e, w_d, b_d, list(seeds)).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.w_e.device
+
+    def to(self, device: torch.device | str) -> "Gradiend":
+        """This encoder-decoder on ``device``: itself when it is there already, else a copy."""
+        parts = [getattr(self, p) for p in ("w_e", "b_e", "w_d", "b_d")]
+        moved = [t.to(device) for t in parts]
+        if all(m is t for m, t in zip(moved, parts)):
+            return self
+        return Gradiend(*moved, list(self.seeds), dict(self.meta))
 
     @property
     def dim(self) -> int:
@@ -109,20 +128,22 @@ class Gradiend:
 
     def flip_(self, rows: torch.Tensor) -> None:
         """h → −h for the given seed rows, keeping dec(enc(x)) unchanged (tanh is odd)."""
-        sign = torch.where(rows, -1.0, 1.0).to(self.w_e.dtype)
+        sign = torch.where(rows, -1.0, 1.0).to(self.w_e.device, self.w_e.dtype)
         self.w_e.mul_(sign[:, None])
         self.b_e.mul_(sign)
         self.w_d.mul_(sign[:, None])
 
     def prune_(self, keep: torch.Tensor) -> None:
         """Keep only input/output positions ``keep`` (post-pruning)."""
+        keep = keep.to(self.w_e.device)
         self.w_e, self.w_d, self.b_d = self.w_e[:, keep], self.w_d[:, keep], self.b_d[:, keep]
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: Path, extra: dict | None = None) -> None:
-        """safetensors + a JSON sidecar with the checksum, both written atomically."""
-        blob = st_save({"w_e": self.w_e.contiguous(), "b_e": self.b_e.contiguous(), "w_d": self.w_d.contiguous(),
-                        "b_d": self.b_d.contiguous(), **(extra or {})})
+        """safetensors + a JSON sidecar with the checksum, both written atomically; the tensors are written from
+        the CPU, so a checkpoint loads (:meth:`load`: on the CPU) wherever it was trained."""
+        tensors = {"w_e": self.w_e, "b_e": self.b_e, "w_d": self.w_d, "b_d": self.b_d, **(extra or {})}
+        blob = st_save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
         write_bytes_atomic(Path(path), blob)
         write_json_atomic(Path(path).with_suffix(".json"), {"sha256": hashlib.sha256(blob).hexdigest(),
                                                            "seeds": self.seeds, "meta": self.meta})
@@ -154,11 +175,12 @@ class Optimiser:
                       (("w_e", model.w_e), ("b_e", model.b_e), ("w_d", model.w_d), ("b_d", model.b_d))}
 
     def step(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """One AdamW step on every seed for source ``x`` [n] and target [n]; returns the losses [S]."""
+        """One AdamW step on every seed for source ``x`` [n] and target [n]; returns the losses [S] (on the
+        model's device)."""
         mdl, opt = self.model, self.adamw
         n = mdl.dim
-        x = x.to(mdl.w_e.dtype)
-        target = target.to(mdl.w_e.dtype)
+        x = x.to(mdl.device, mdl.w_e.dtype)
+        target = target.to(mdl.device, mdl.w_e.dtype)
         self.step_count += 1
         t = self.step_count
         h = torch.tanh(mdl.w_e @ x + mdl.b_e)  # [S]

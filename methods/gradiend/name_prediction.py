@@ -113,7 +113,7 @@ class NamePredictionObjective:
         self.batches: list[TargetBatch] = [make_batch(lm, texts[i:i + batch_size], dummy[i:i + batch_size],
                                                       dummy[i:i + batch_size])
                                            for i in range(0, len(texts), batch_size)]
-        self.weights = weights.matrix.float()
+        self.weights = weights.matrix.float().to(lm.device)  # multiplies the model's probabilities
         self.n_prompts = len(texts)
         self._source = (prompts, weights, batch_size)
 

@@ -2,7 +2,8 @@
 
 ``delta`` lives on the GRADIEND's kept positions (``ParamMap.index``, or every selected weight); the
 selected weights are flattened in map order with ``parameters_to_vector``, shifted with one
-``index_add_`` and written back, so only the mapped weights change.
+``index_add_`` and written back, so only the mapped weights change. The update and the index are moved to the
+model's device (a GRADIEND loaded from its checkpoint is on the CPU).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ def rewrite(lm: LanguageModel, param_map: ParamMap, delta: torch.Tensor, alpha: 
         return out
     with torch.no_grad():
         flat = parameters_to_vector(params)
-        update = (alpha * delta).to(flat.dtype)
+        update = (alpha * delta).to(flat.device, flat.dtype)
         if param_map.index is None:
             flat.add_(update)
         else:
-            flat.index_add_(0, param_map.index, update)
+            flat.index_add_(0, param_map.index_on(flat.device), update)
         # copy back (not vector_to_parameters, which would leave every weight a view of one buffer)
         torch._foreach_copy_(params, [c.view_as(p) for c, p in zip(flat.split(param_map.numels), params)])
     out.origin = {**out.origin, "rewritten": True}

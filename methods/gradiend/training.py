@@ -16,7 +16,11 @@ normalised so that the first class encodes to +1.
 **Resume.** After every evaluation the state — finished seeds' best checkpoints, and for the seed in training
 its weights, AdamW moments, data RNG state, best checkpoint and history — is written atomically to
 ``resume_dir/state.safetensors``; a call with the same ``resume_dir`` continues from there and gives the same
-numbers as an uninterrupted run (the gradient stream is deterministic given the RNG state).
+numbers as an uninterrupted run (the gradient stream is deterministic given the RNG state). The file holds CPU
+tensors; a resumed seed moves back to the engine's device.
+
+Device: the encoder-decoders are trained on the engine's device (where its gradients are); the numbers kept
+for reports (losses, r, class means) are Python floats.
 """
 
 from __future__ import annotations
@@ -146,8 +150,9 @@ class _SeedRun:
     done: bool = False
 
     @classmethod
-    def start(cls, dim: int, seed: int, config: TrainConfig, data_seed: int) -> "_SeedRun":
-        model = Gradiend.init(dim, [seed])
+    def start(cls, dim: int, seed: int, config: TrainConfig, data_seed: int,
+              device: torch.device | str = "cpu") -> "_SeedRun":
+        model = Gradiend.init(dim, [seed], device=device)
         return cls(SeedReport(seed), model, Optimiser(model, AdamW(config.lr, config.weight_decay)),
                    data_stream(data_seed, seed))
 
@@ -205,7 +210,7 @@ def train(engine: GradientEngine, data: GradiendData, config: TrainConfig, evalu
     current: _SeedRun | None = None
     state_file = Path(resume_dir) / "state.safetensors" if resume_dir is not None else None
     if state_file is not None and state_file.is_file():
-        finished, current, saved_timings = _load_state(state_file, engine.map.dim, config, data_seed)
+        finished, current, saved_timings = _load_state(state_file, engine.map.dim, config, data_seed, engine.device)
         timings.update(saved_timings)
 
     def save() -> None:
@@ -222,7 +227,7 @@ def train(engine: GradientEngine, data: GradiendData, config: TrainConfig, evalu
             untrained.append(seed)
             continue
         if current is None or current.report.seed != seed:
-            current = _SeedRun.start(engine.map.dim, seed, config, data_seed)
+            current = _SeedRun.start(engine.map.dim, seed, config, data_seed, engine.device)
         _train_seed(current, engine, data, config, evaluate, need, save, progress, timings)
         finished.append(current)
         current = None
@@ -263,12 +268,12 @@ def _save_state(path: Path, finished: list[_SeedRun], current: _SeedRun | None, 
     for tag, run in [(f"done{i}", r) for i, r in enumerate(finished)] + ([("current", current)] if current else []):
         best = run.best if run.best is not None else run.model
         for p in PARTS:
-            tensors[f"{tag}.best.{p}"] = getattr(best, p).contiguous()
+            tensors[f"{tag}.best.{p}"] = getattr(best, p).cpu().contiguous()
         if tag == "current":
             for p in PARTS:
                 m, v = run.optimiser.state[p]
-                tensors[f"current.model.{p}"] = getattr(run.model, p).contiguous()
-                tensors[f"current.m.{p}"], tensors[f"current.v.{p}"] = m.contiguous(), v.contiguous()
+                tensors[f"current.model.{p}"] = getattr(run.model, p).cpu().contiguous()
+                tensors[f"current.m.{p}"], tensors[f"current.v.{p}"] = m.cpu().contiguous(), v.cpu().contiguous()
         state = run.rng.getstate()
         runs.append({"tag": tag, "report": asdict(run.report), "step": run.step, "history": run.history,
                      "has_best": run.best is not None,
@@ -279,7 +284,7 @@ def _save_state(path: Path, finished: list[_SeedRun], current: _SeedRun | None, 
     write_bytes_atomic(path, st_save(tensors, metadata=meta))
 
 
-def _load_state(path: Path, dim: int, config: TrainConfig, data_seed: int):
+def _load_state(path: Path, dim: int, config: TrainConfig, data_seed: int, device: torch.device | str = "cpu"):
     from safetensors import safe_open
 
     fix = f"delete {path.parent} to start the training afresh"
@@ -290,6 +295,7 @@ def _load_state(path: Path, dim: int, config: TrainConfig, data_seed: int):
         runs_meta = json.loads(meta["runs"])
     except Exception as exc:  # noqa: BLE001 - any unreadable resume file means: cannot resume
         raise HarnessError(f"GRADIEND resume state {path} is unreadable ({type(exc).__name__})", fix) from None
+    tensors = {name: t.to(device) for name, t in tensors.items()}  # loaded on the CPU: to the engine's device
     if meta.get("fingerprint") != _fingerprint(config, data_seed, dim):
         raise HarnessError(f"GRADIEND resume state {path} belongs to other training settings", fix)
     finished, current = [], None

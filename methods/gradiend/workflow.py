@@ -10,6 +10,10 @@ sign-normalised, with the kept index), ``training.json``, ``convergence.png``, `
 Protocols: ``full`` is the paper's (all templates, batch 32, 3 epochs, evaluation every ≤250 steps,
 16 names per class in the base-model filter, the reference's α grid); ``cpu`` caps the templates at
 400, trains 60 steps, evaluates every 20 and uses a smaller grid — recorded in every artefact.
+
+Device: everything runs on the language model's device (``lm.device``: the gradient engine, the encoder-decoder,
+the decoder grid); the pre-pruning sum and the kept index stay on the CPU (host memory: the sum over all selected
+weights would cost GPU memory the training needs), and checkpoints are written from the CPU.
 """
 
 from __future__ import annotations
@@ -130,12 +134,13 @@ def auto_prune_fraction(param_map: ParamMap) -> float | None:
 
 def pre_prune(engine: GradientEngine, data: GradiendData, fraction: float, samples: int, seed: int,
               batch_size: int) -> torch.Tensor:
-    """Indices of the top ``fraction`` of weights by mean |∇±W| over ``samples`` batches (both classes)."""
+    """Indices of the top ``fraction`` of weights by mean |∇±W| over ``samples`` batches (both classes), on the CPU.
+    The sum is kept in host memory: each gradient is copied there before taking its absolute value."""
     rng = random.Random(f"{seed}-pre-prune")
     total = torch.zeros(engine.map.total)
     for k in range(samples):
         texts, fact, counter = sample_batch(data, "train", k % 2, batch_size, rng)
-        total += engine.gradients(make_batch(engine.lm, texts, fact, counter), ("diff",))["diff"].abs()
+        total += engine.gradients(make_batch(engine.lm, texts, fact, counter), ("diff",))["diff"].cpu().abs()
     keep = max(1, int(math.ceil(fraction * engine.map.total)))
     return torch.topk(total, keep, sorted=False).indices.sort().values
 
@@ -234,6 +239,7 @@ def step_train(lm: LanguageModel, settings: Settings, data: GradiendData, folder
     if settings.post_prune is not None and settings.post_prune < 1:
         keep = torch.topk(model.w_d[0].abs(), max(1, int(settings.post_prune * model.dim))).indices.sort().values
         model.prune_(keep)
+        keep = keep.cpu()  # the map's index lives on the CPU (ParamMap.index_on)
         param_map.index = keep if param_map.index is None else param_map.index[keep]  # the engine shares this map
     index = param_map.index if param_map.index is not None else torch.empty(0, dtype=torch.long)
     result.model.meta = model.meta = {"param_map": param_map.to_json(), "settings": asdict(settings),
@@ -252,6 +258,7 @@ def step_encoder(engine: GradientEngine, settings: Settings, data: GradiendData,
                  *, progress: bool = False) -> dict:
     """Encoder on the test split (unseen names) and neutral text; writes encoder.json and encoder_test.png."""
     values = settings.protocol_values()
+    model = model.to(engine.device)  # a GRADIEND loaded from its checkpoint is on the CPU
     test = class_examples(data, "test", settings.seed)
     neutral = neutral_examples(data.neutral, settings.seed, values["neutral_eval"])
     examples = type(test)(*(getattr(test, f) + getattr(neutral, f)
@@ -297,6 +304,7 @@ def step_decoder(engine: GradientEngine, settings: Settings, data: GradiendData,
     """Decoder grid with the selection objective + neutral LMS sentences; writes decoder_grid.csv/png and
     selection.json (the chosen rows per rule and metric, the objective and the grid)."""
     values = settings.protocol_values()
+    model = model.to(engine.device)  # a GRADIEND loaded from its checkpoint is on the CPU
     objective, described = selection_objective(engine.lm, settings, data)
     lms_text = data.neutral[values["neutral_eval"]:values["neutral_eval"] + values["lms_sentences"]]
     factors, alphas = GRIDS[settings.grid or values["grid"]]
