@@ -284,9 +284,10 @@ def check_local_model(model: str) -> None:
         raise HarnessError(f"model folder '{model}' has no config.json", "point to a folder written by save_pretrained")
 
 
-def check_device(device: str, source: str) -> None:
-    """cpu, auto, mps, cuda or cuda:N — and the accelerator must be there now, not only after the model loaded."""
-    key = f"config {source}: key 'device'"
+def check_device(device: str, source: str, *, key: str | None = None) -> None:
+    """cpu, auto, mps, cuda or cuda:N — and the accelerator must be there now, not only after the model loaded.
+    ``key`` names the input in the error (default: the config's ``device`` key)."""
+    key = key or f"config {source}: key 'device'"
     if not DEVICE_PATTERN.match(device):
         raise HarnessError(f"{key}: unknown device {device!r}", "use cpu, cuda, cuda:N, mps or auto")
     import torch

@@ -49,6 +49,17 @@ def test_bad_config(tmp_path):
     assert_one_line_error(cli("run", str(tmp_path / "none.yaml")), "not found")
 
 
+def test_gradiend_steps_check_device_before_loading(tmp_path):
+    """A GPU this machine lacks (CI has none: cuda:7 is absent everywhere it runs) or a made-up device is one line
+    naming --device, and nothing is written."""
+    run = tmp_path / "g"
+    assert_one_line_error(cli("gradiend", "data", "--model", "zoo:bert-tiny", "--dir", str(run), "--device", "cuda:7"),
+                          "--device: cuda:7 is not available here", "use device: cpu")
+    assert_one_line_error(cli("gradiend", "data", "--model", "zoo:bert-tiny", "--dir", str(run), "--device", "tpu"),
+                          "--device: unknown device 'tpu'")
+    assert not run.exists()
+
+
 def test_missing_data_set():
     env = {"GRADIEND_BENCH_DATA": ""}
     assert_one_line_error(cli("data", "fetch", "stereoset-test-subset", env_extra=env),

@@ -22,6 +22,18 @@ from pathlib import Path
 from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 
+DEVICE_HELP = "where the model and the encoder-decoder run: cpu (default), cuda, cuda:N, mps or auto"
+
+
+def _load_model(spec: str, args):
+    """``spec`` on ``--device`` (checked first, so a missing GPU is one line before anything loads)."""
+    from harness.config import check_device
+    from harness.models import load_model
+
+    device = getattr(args, "device", None) or "cpu"
+    check_device(device, "", key="--device")
+    return load_model(spec, device=device)
+
 
 def _settings(folder: Path):
     from methods.gradiend.workflow import Settings
@@ -37,27 +49,25 @@ def _settings(folder: Path):
     return model, Settings(**raw)
 
 
-def _engine(folder: Path):
-    from harness.models import load_model
+def _engine(folder: Path, args):
     from methods.gradiend.data import GradiendData
     from methods.gradiend.gradients import GradientEngine
     from methods.gradiend.workflow import load_trained
 
     model_spec, settings = _settings(folder)
-    lm = load_model(model_spec)
+    lm = _load_model(model_spec, args)
     gradiend, param_map = load_trained(folder)
     return lm, settings, GradiendData.load(folder / "data"), GradientEngine(lm, param_map, bf16=settings.bf16), gradiend
 
 
 def cmd_data(args) -> int:
-    from harness.models import load_model
     from methods.gradiend.workflow import Settings, prepare_data
 
     folder = Path(args.dir)
     settings = Settings(bias_type=args.bias_type, pair=tuple(args.pair), protocol=args.protocol, seed=args.seed,
                         feature=args.feature)
     settings.feature_spec()  # a bad spec fails before the model loads
-    data = prepare_data(load_model(args.model), settings, progress=True)
+    data = prepare_data(_load_model(args.model, args), settings, progress=True)
     data.save(folder / "data")
     write_json_atomic(folder / "settings.json", {"model": args.model, **asdict(settings)})
     kept = int(data.templates["kept"].sum())
@@ -77,7 +87,6 @@ def train_settings(saved, args):
 
 
 def cmd_train(args) -> int:
-    from harness.models import load_model
     from methods.gradiend.data import GradiendData
     from methods.gradiend.workflow import step_train
 
@@ -85,7 +94,7 @@ def cmd_train(args) -> int:
     model_spec, saved = _settings(folder)
     settings = train_settings(saved, args)
     write_json_atomic(folder / "settings.json", {"model": model_spec, **asdict(settings)})
-    _, result, _ = step_train(load_model(model_spec), settings, GradiendData.load(folder / "data"), folder,
+    _, result, _ = step_train(_load_model(model_spec, args), settings, GradiendData.load(folder / "data"), folder,
                               progress=True, resume_dir=folder / "resume")
     for s in result.seeds:
         print(f"seed {s.seed}: val r={s.best_correlation:.3f}, class means {s.mean_first:+.3f} / {s.mean_second:+.3f} "
@@ -107,7 +116,7 @@ def cmd_eval_encoder(args) -> int:
     from methods.gradiend.workflow import step_encoder
 
     folder = Path(args.dir)
-    _, settings, data, engine, gradiend = _engine(folder)
+    _, settings, data, engine, gradiend = _engine(folder, args)
     metrics = step_encoder(engine, settings, data, gradiend, folder, progress=True)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -117,7 +126,7 @@ def cmd_eval_decoder(args) -> int:
     from methods.gradiend.workflow import step_decoder
 
     folder = Path(args.dir)
-    _, settings, data, engine, gradiend = _engine(folder)
+    _, settings, data, engine, gradiend = _engine(folder, args)
     if args.grid:
         settings = replace(settings, grid=args.grid)
     selection = step_decoder(engine, settings, data, gradiend, folder, progress=True)
@@ -129,7 +138,6 @@ def cmd_eval_decoder(args) -> int:
 
 
 def cmd_rewrite(args) -> int:
-    from harness.models import load_model
     from methods.gradiend.rewrite import rewrite
     from methods.gradiend.workflow import load_trained
 
@@ -147,7 +155,7 @@ def cmd_rewrite(args) -> int:
                                "run `gradiend-bench gradiend eval-decoder` first, or pass --h and --alpha")
         chosen = json.loads(selection_path.read_text())[args.rule][args.metric]
     gradiend, param_map = load_trained(folder)
-    out = rewrite(load_model(model_spec), param_map, gradiend.decode(chosen["h"], 0), chosen["alpha"])
+    out = rewrite(_load_model(model_spec, args), param_map, gradiend.decode(chosen["h"], 0), chosen["alpha"])
     out.save_pretrained(args.out)
     print(f"W + {chosen['alpha']:g}·dec({chosen['h']:g}) saved to {args.out} "
           "(loads with load_model or from_pretrained)")
@@ -204,6 +212,7 @@ def register(subparsers) -> None:
     data.add_argument("--pair", nargs=2, type=int, default=[0, 1], help="class positions for race/religion")
     data.add_argument("--protocol", default="cpu", choices=("cpu", "full"))
     data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--device", default="cpu", help=DEVICE_HELP)
     data.set_defaults(func=cmd_data)
     train = actions.add_parser("train", help="train the encoder-decoder (all seeds, best kept)")
     train.add_argument("--dir", required=True)
@@ -215,6 +224,7 @@ def register(subparsers) -> None:
     train.add_argument("--bf16", action="store_true")
     train.add_argument("--convergence", choices=("reference", "iclr"), help="convergence rule (default reference)")
     train.add_argument("--min-convergent-seeds", type=int, help="stop once this many seeds converged (default 1)")
+    train.add_argument("--device", default="cpu", help=DEVICE_HELP)
     train.set_defaults(func=cmd_train)
     for name, func, text in (("eval-encoder", cmd_eval_encoder, "encoder metrics and distribution plot (test split)"),
                              ("eval-decoder", cmd_eval_decoder, "h* x alpha grid, heatmap and selection")):
@@ -222,6 +232,7 @@ def register(subparsers) -> None:
         p.add_argument("--dir", required=True)
         if name == "eval-decoder":
             p.add_argument("--grid", choices=("paper", "package"), help="default: the protocol's (paper, 240)")
+        p.add_argument("--device", default="cpu", help=DEVICE_HELP)
         p.set_defaults(func=func)
     rw = actions.add_parser("rewrite", help="save the selected rewrite with save_pretrained")
     rw.add_argument("--dir", required=True)
@@ -230,6 +241,7 @@ def register(subparsers) -> None:
     rw.add_argument("--h", type=float, help="an explicit feature value h* (with --alpha): any candidate")
     rw.add_argument("--alpha", type=float, help="an explicit step size α (with --h)")
     rw.add_argument("--out", required=True)
+    rw.add_argument("--device", default="cpu", help=DEVICE_HELP)
     rw.set_defaults(func=cmd_rewrite)
     cmp = actions.add_parser("compare", help="top-k decoder weight overlap between any number of runs")
     cmp.add_argument("dirs", nargs="+", help="GRADIEND folders (features, seeds, models of one architecture)")
