@@ -19,6 +19,7 @@ from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
 from methods.gradiend.feature_spec import load_feature
+from methods.gradiend.instruct import chat_format
 from methods.gradiend.rewrite import rewrite
 from methods.gradiend.training import SOURCES
 from methods.gradiend.workflow import Settings, fit
@@ -31,11 +32,20 @@ VERSION = 2
 SHARED_NAMESPACE = "gradiend-shared"  # the trained GRADIEND's namespace in the shared method cache
 
 
+def cache_payload(lm: LanguageModel, settings: Settings) -> dict:
+    """Every training setting, the learning rate actually used and ``VERSION``; ``chat_template`` only for a model
+    whose texts are wrapped in the reference's chat prompt (:mod:`methods.gradiend.instruct`), so an Instruct
+    model's GRADIEND trained before the wrapping existed is not reused and every other key stays as it was."""
+    payload = {"settings": settings.key_fields(), "lr": settings.learning_rate(lm), "version": VERSION}
+    if chat_format(lm).used:
+        payload["chat_template"] = "llama3-reference"
+    return payload
+
+
 def shared_folder(lm: LanguageModel, settings: Settings, ctx: RunContext) -> Path:
     """The trained GRADIEND's folder in the harness's shared method cache (:meth:`RunContext.shared_cache`),
-    keyed by ``lm`` with its lineage, every training setting, the learning rate actually used and ``VERSION``."""
-    payload = {"settings": settings.key_fields(), "lr": settings.learning_rate(lm), "version": VERSION}
-    return ctx.shared_cache(SHARED_NAMESPACE, lm, payload)
+    keyed by ``lm`` with its lineage and :func:`cache_payload`."""
+    return ctx.shared_cache(SHARED_NAMESPACE, lm, cache_payload(lm, settings))
 
 
 class _Gradiend(WeightChangingMethod):
@@ -89,7 +99,7 @@ class _Gradiend(WeightChangingMethod):
         spec = settings.feature_spec()
         self.notes = {"protocol": settings.protocol, "protocol_requested": ctx.protocol, "artefacts": str(folder),
                       "feature": {"name": spec.name, "source": spec.source, "sha256": spec.sha256},
-                      "lr": settings.learning_rate(lm),
+                      "lr": settings.learning_rate(lm), "chat_template": chat_format(lm).note(),
                       "reused_cached_training": artefacts.cache_hit, "classes": summary.get("classes"),
                       "parameters": summary.get("parameters"), "data": summary.get("data"),
                       "selected_seed": summary["training"]["selected_seed"],

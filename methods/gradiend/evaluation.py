@@ -15,7 +15,9 @@ prediction on GENTypes-style prompts, for race/religion the class words on valid
     MPI = mean_i P₁,ᵢ·(1 − P₂,ᵢ)                       first class (gender: male) strengthened
 
 and LMS on neutral text (masked LM: top-1 accuracy on a seeded 15% of tokens; causal LM: 1/(1 + mean
-next-token NLL), the reference's mapping). Selection: argmax metric·LMS over the candidates **and the
+next-token NLL), the reference's mapping; an instruction-tuned model reads each sentence as the user turn of the
+reference's chat prompt and every token of that prompt is scored, as in the reference's ``evaluate_clm_perplexity``
+— :mod:`methods.gradiend.instruct`). Selection: argmax metric·LMS over the candidates **and the
 unchanged model** (the paper), or the best metric among rows with LMS ≥ 0.99·LMS(base) (the reference
 package's threshold policy). Grids: ``paper`` (15 h* × 16 α = 240) and ``package`` (the 1-2-5 grid).
 Candidates are applied in place to the engine's flat weight buffer and undone, so no model copy is made.
@@ -37,6 +39,7 @@ import torch
 from harness.progress import progress as progress_bar
 from methods.gradiend.data import WORD, GradiendData
 from methods.gradiend.gradients import SLOT, GradientEngine, TargetBatch, make_batch
+from methods.gradiend.instruct import chat_format
 from methods.gradiend.model import Gradiend
 from methods.gradiend.name_prediction import preference_scores
 from methods.gradiend.plots import pyplot, save_png
@@ -204,7 +207,12 @@ class DecoderGrid:
 
     def _lms_batch(self, texts: list[str], seed: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
         lm = self.engine.lm
-        batch = lm.tokenize(texts, max_length=128)
+        chat = chat_format(lm)
+        if chat.used:  # 128 tokens for the sentence, as below, plus the prompt around it
+            prompt = len(lm.token_ids([chat.wrap("")], add_special_tokens=False)[0])
+            batch = lm.tokenize([chat.wrap(t) for t in texts], max_length=128 + prompt, add_special_tokens=False)
+        else:
+            batch = lm.tokenize(texts, max_length=128)
         ids, mask = batch["input_ids"], batch["attention_mask"]
         if lm.kind == "masked":
             gen = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same mask on every device

@@ -7,7 +7,10 @@ name) and counterfactual word f′ (the other class's word), the per-template lo
 * masked LM: the target slot is replaced by ``[MASK]`` and the head runs only at the mask;
 * causal LM: the text is cut just before the target word and the loss is read at the last position;
   the target is the word's **leading-space** token (" she", not "she"), the form the word actually
-  takes after the cut (a slot at the very start of the text keeps the bare form).
+  takes after the cut (a slot at the very start of the text keeps the bare form);
+* instruction-tuned causal LM (Llama-3.2-3B-Instruct, :mod:`methods.gradiend.instruct`): the cut text is the
+  user turn of the reference's Llama-3 chat prompt, the loss is read at the prompt's last token (the newline
+  after the assistant header) and the target is the **bare** word, the first word of the answer.
 
 One gradient is the mean over a batch of one class (the paper: 32 templates):
 ∇⁺W = ∇_W mean ℓ_f, ∇⁻W = ∇_W mean ℓ_f′ and ∇±W = ∇⁺W − ∇⁻W. Both losses come from **one** forward;
@@ -31,6 +34,7 @@ from torch.func import functional_call, jvp
 from harness.errors import HarnessError
 from harness.memory import release_freed_memory
 from harness.models.interface import LanguageModel
+from methods.gradiend.instruct import SENTENCE_PROMPT, chat_format
 
 SLOT = "[TARGET]"
 
@@ -112,9 +116,22 @@ def target_token(lm: LanguageModel, word: str, after_text: bool) -> int:
     return ids[0]
 
 
+def causal_inputs(lm: LanguageModel, texts: Sequence[str], system: str = SENTENCE_PROMPT) -> tuple[list[str], bool]:
+    """The strings a causal LM reads for templates with a ``[TARGET]`` slot, and whether they are chat prompts.
+
+    Plain: the text before the slot, right-stripped (the target word brings its own leading space). Chat
+    (:func:`methods.gradiend.instruct.chat_format`): the text before the slot as it is — the reference keeps the
+    trailing space — as the user turn of the reference's prompt under ``system``."""
+    chat = chat_format(lm)
+    if chat.used:
+        return [chat.wrap(t.split(SLOT)[0], system) for t in texts], True
+    return [t.split(SLOT)[0].rstrip() for t in texts], False
+
+
 def make_batch(lm: LanguageModel, texts: Sequence[str], factual: Sequence[str],
-               counterfactual: Sequence[str]) -> TargetBatch:
-    """Tokenise rendered templates (``[TARGET]`` slot) into one dynamically padded batch."""
+               counterfactual: Sequence[str], *, system: str = SENTENCE_PROMPT) -> TargetBatch:
+    """Tokenise rendered templates (``[TARGET]`` slot) into one dynamically padded batch. ``system`` is the
+    system prompt of an instruction-tuned model's chat prompt (ignored by every other model)."""
     if any(t.count(SLOT) != 1 for t in texts):
         raise HarnessError("a GRADIEND template must contain exactly one [TARGET] slot", "rebuild the data")
     if lm.kind == "masked":
@@ -126,11 +143,15 @@ def make_batch(lm: LanguageModel, texts: Sequence[str], factual: Sequence[str],
                                "shorten the templates")
         after = [True] * len(texts)
     else:
-        inputs = [t.split(SLOT)[0].rstrip() for t in texts]
-        after = [bool(t) for t in inputs]
-        # an empty prefix would have nothing to condition on: start from the BOS / end-of-text token
-        ids = [[lm.start_token_id] + seq if not seq or lm.tokenizer.bos_token_id not in seq[:1] and not text else seq
-               for seq, text in zip(lm.token_ids(inputs), inputs)]
+        inputs, chat = causal_inputs(lm, texts, system)
+        if chat:  # the prompt brings <|begin_of_text|>; the answer's first word follows a newline: bare form
+            ids = lm.token_ids(inputs, add_special_tokens=False)
+            after = [False] * len(texts)
+        else:
+            after = [bool(t) for t in inputs]
+            # an empty prefix would have nothing to condition on: start from the BOS / end-of-text token
+            ids = [[lm.start_token_id] + seq if not seq or lm.tokenizer.bos_token_id not in seq[:1] and not text
+                   else seq for seq, text in zip(lm.token_ids(inputs), inputs)]
         width = max(len(s) for s in ids)
         pad = lm.tokenizer.pad_token_id
         input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in ids])

@@ -6,7 +6,11 @@ Source: aieng-lab/gradiend-bias ``gradiend/evaluation/analyze_decoder.py``,
 **Prompts.** GENTypes rows "My friend, [NAME], loves …". A masked LM reads the name slot as its mask token; a
 causal LM gets the prompt rephrased to end right before the name — "The person, who loves …, has the first
 name" — and its next-token distribution is read (the reference writes ``f"The person, who {rest}, …"`` with the
-rest's leading space, i.e. two spaces after "who"; we write one).
+rest's leading space, i.e. two spaces after "who"; we write one). An instruction-tuned model
+(:mod:`methods.gradiend.instruct`, Llama-3.2-3B-Instruct) gets the prompt as it is, ``[NAME]`` included, as the
+user turn of the reference's chat prompt under its name system prompt (``system_prompt_name``, which explains the
+placeholder), and the distribution of the answer's first token is read (``analyze_decoder.py`` l. 582–588,
+645–681).
 
 **Names.** Every vocabulary token t whose normalised form n(t) = lower(t) without the byte-level space marker
 (Ġ) is a first name of class c counts for c with weight w_c(t) = p(c | name) — so "John", " John" and "john"
@@ -32,6 +36,7 @@ import torch
 from harness.errors import HarnessError
 from harness.models.interface import LanguageModel
 from methods.gradiend.gradients import SLOT, TargetBatch, make_batch
+from methods.gradiend.instruct import NAME_PROMPT, chat_format
 
 CLASSES = ("M", "F")  # the column order: first class (male, +1) then second (female, −1)
 
@@ -74,9 +79,12 @@ def name_weights(lm: LanguageModel, names: pd.DataFrame) -> NameWeights:
 
 
 def prompt_text(lm: LanguageModel, text: str) -> str:
-    """A GENTypes prompt with the name slot as ``[TARGET]`` (masked) or rephrased to end before it (causal)."""
+    """A GENTypes prompt with the name slot as ``[TARGET]`` (masked), rephrased to end before it (causal), or as it
+    is with the answer as the slot (instruction-tuned: the user turn of the chat prompt, :func:`make_batch`)."""
     if lm.kind == "masked":
         return text.replace("[NAME]", SLOT)
+    if chat_format(lm).used:
+        return text + SLOT
     rest = text.strip()
     for prefix in ("My friend, [NAME],", "[NAME],", "[NAME]"):
         if rest.startswith(prefix):
@@ -111,7 +119,7 @@ class NamePredictionObjective:
         texts = self.texts = _by_length(lm, [prompt_text(lm, t) for t in prompts])
         dummy = ["he"] * len(texts)  # make_batch wants target words; only the positions are used here
         self.batches: list[TargetBatch] = [make_batch(lm, texts[i:i + batch_size], dummy[i:i + batch_size],
-                                                      dummy[i:i + batch_size])
+                                                      dummy[i:i + batch_size], system=NAME_PROMPT)
                                            for i in range(0, len(texts), batch_size)]
         self.weights = weights.matrix.float().to(lm.device)  # multiplies the model's probabilities
         self.n_prompts = len(texts)

@@ -49,6 +49,7 @@ from methods.gradiend.evaluation import (
 )
 from methods.gradiend.feature_spec import FeatureSpec, load_feature
 from methods.gradiend.gradients import GradientEngine, ParamMap, auto_micro_batch, make_batch, select_parameters
+from methods.gradiend.instruct import chat_format
 from methods.gradiend.model import Gradiend
 from methods.gradiend.name_prediction import ClassWordObjective, NamePredictionObjective, name_weights
 from methods.gradiend.plots import plot_convergence
@@ -281,6 +282,8 @@ def selection_objective(lm: LanguageModel, settings: Settings, data: GradiendDat
     substitute set); ``class-words`` (race, religion, any other feature) → the class words on validation
     templates (the paper defines no name task for them)."""
     values = settings.protocol_values()
+    chat = chat_format(lm)
+    described = {"chat_template": chat.note()} if chat.used else {}  # only then: other artefacts stay as they were
     if settings.feature_spec().objective == "name-prediction":
         from methods.gradiend.selection_data import load_name_genders, load_selection_prompts
 
@@ -290,13 +293,14 @@ def selection_objective(lm: LanguageModel, settings: Settings, data: GradiendDat
         weights = name_weights(lm, names)
         objective = NamePredictionObjective(lm, texts, weights)
         return objective, {"kind": objective.kind, "prompts": prompt_source, "n_prompts": len(texts),
-                           "names": name_source, "n_names": weights.n_names, "n_name_tokens": weights.n_tokens}
+                           "names": name_source, "n_names": weights.n_names, "n_name_tokens": weights.n_tokens,
+                           **described}
     prompts = class_examples(data, "val", settings.seed + 1, values["class_word_prompts"])
     first = [f if lab > 0 else c for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
     second = [c if lab > 0 else f for f, c, lab in zip(prompts.factual, prompts.counterfactual, prompts.labels)]
     objective = ClassWordObjective(lm, prompts.texts, first, second)
     return objective, {"kind": objective.kind, "prompts": "validation templates", "n_prompts": len(prompts.texts),
-                       "words": [list(w) for w in data.classes.words]}
+                       "words": [list(w) for w in data.classes.words], **described}
 
 
 def step_decoder(engine: GradientEngine, settings: Settings, data: GradiendData, model: Gradiend, folder: Path,
