@@ -17,6 +17,15 @@ so a correct answer (label 1) would be scored as "no"; ours lists ``[… no, …
 Metrics are ours (:mod:`benchmarks.glue_tasks`) on lm-eval's per-document predictions: MCC for CoLA, F1 for
 MRPC, (acc + macro-F1)/2 for CB, (F1a + EM)/2 for MultiRC, accuracy otherwise, ×100 with bootstrap CIs.
 STS-B has no zero-shot definition in lm-eval and is not scored; QNLI is (its validation file is mirrored).
+
+**Instruct models**: as bias-bench's ``shell_jobs/glue_llama.sh`` (``lm_eval … --apply_chat_template`` for
+Llama-3.2-3B-Instruct), a model that :func:`chat_decision` picks gets lm-eval's ``apply_chat_template``: each
+prompt becomes the user turn of the tokenizer's own chat template with the assistant header opened, and the
+answer follows without lm-eval's target delimiter (lm-eval's rule under a chat template). Deviation: the
+template gets a fixed ``date_string`` (:data:`CHAT_TEMPLATE_ARGS`, Llama-3.2's own fallback), where the
+reference's runs wrote the day they ran. The record says ``chat_template: {used, reason, date_string,
+example}`` (``example``: the first request as lm-eval built it).
+
 ``score`` and ``floor`` are the suite means of :mod:`benchmarks.glue_suite` (WNLI reported but outside the
 mean; floor = the best constant answer on the same documents, :func:`benchmarks.probe.floor_score`).
 """
@@ -44,6 +53,7 @@ from benchmarks.probe import bootstrap_task, floor_score
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
+from harness.models.chat import BIAS_BENCH_RULE, ChatDecision, instruct_chat
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_benchmark
@@ -61,6 +71,9 @@ ZS_SUPERGLUE = {"boolq": ("superglue-boolq", "super_glue/boolq/default.yaml"),
                 "rte": ("superglue-rte", "super_glue/rte/default.yaml"),
                 "wic": ("superglue-wic", "super_glue/wic/default.yaml"),
                 "wsc": ("superglue-wsc", "super_glue/wsc/default.yaml")}
+# Llama-3.2's chat template writes "Today Date: <the day it runs>" unless given a date; its own fallback date here,
+# so the Instruct model's prompts (and numbers) do not change from day to day
+CHAT_TEMPLATE_ARGS = {"date_string": "26 Jul 2024"}
 MULTIRC_CHOICES = "['''{{answer}}\\nIs the answer correct? no''', '''{{answer}}\\nIs the answer correct? yes''']"
 
 
@@ -148,6 +161,19 @@ def harness_lm_class():
             totals = np.bincount(np.asarray(owner, dtype=np.int64), weights=values, minlength=len(ctx))
             return [(float(t), False) for t in totals]
 
+        @property
+        def tokenizer_name(self) -> str:  # lm-eval's request-cache fingerprint under a chat template
+            return str(getattr(self.lm.tokenizer, "name_or_path", self.lm.spec)).replace("/", "__")
+
+        def chat_template(self, chat_template: bool | str = False) -> str | None:
+            return getattr(self.lm.tokenizer, "chat_template", None) if chat_template else None
+
+        def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+            """As lm-eval's HFLM: the tokenizer's template, rendered as text (it writes its own BOS)."""
+            return self.lm.tokenizer.apply_chat_template(
+                chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                continue_final_message=not add_generation_prompt, **CHAT_TEMPLATE_ARGS)
+
         def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
             raise NotImplementedError("rolling log-likelihood is not used by the GLUE/SuperGLUE tasks")
 
@@ -158,6 +184,23 @@ def harness_lm_class():
     return HarnessLM
 
 
+def chat_decision(lm: LanguageModel) -> ChatDecision:
+    """Whether the prompts go through the tokenizer's chat template: bias-bench's ``shell_jobs/glue_llama.sh``
+    runs ``lm_eval --apply_chat_template`` for its Llama-3.2-3B-Instruct models (bias-bench's rule,
+    :data:`harness.models.chat.BIAS_BENCH_RULE`), not for base Llama."""
+    return instruct_chat(lm, BIAS_BENCH_RULE, "prompts rendered with its own chat template, as bias-bench's "
+                                              "shell_jobs/glue_llama.sh (lm_eval --apply_chat_template)")
+
+
+def chat_note(chat: ChatDecision, samples: dict, local: dict[str, str]) -> dict[str, Any]:
+    """The record's ``chat_template``: the decision, the template's arguments and the first request as lm-eval
+    built it (prompt and first choice), so the record shows what the model read."""
+    name, task = next(iter(local.items()))
+    context, continuation = min(samples[task], key=lambda s: s["doc_id"])["arguments"][0][:2]
+    return {**chat.note(), **CHAT_TEMPLATE_ARGS,
+            "example": {"task": name, "context": context, "continuation": continuation}}
+
+
 def lm_eval_model(lm: LanguageModel, backend: str, batch_size: int, progress: bool):
     if backend == "auto":
         backend = "hf" if lm.kind == "causal" and not lm.prediction_hooks else "harness"
@@ -166,7 +209,8 @@ def lm_eval_model(lm: LanguageModel, backend: str, batch_size: int, progress: bo
             raise HarnessError("lm-eval's hf backend scores causal LMs only", "use backend 'harness' or 'auto'")
         from lm_eval.models.huggingface import HFLM
 
-        return HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size), "hf"
+        chat = {"chat_template_args": CHAT_TEMPLATE_ARGS} if chat_decision(lm).used else {}
+        return HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size, **chat), "hf"
     return harness_lm_class()(lm, progress=progress), "harness"
 
 
@@ -231,10 +275,12 @@ class ZeroShotSuite(Benchmark):
                                "set GRADIEND_BENCH_DATA to the data mirror or run with internet access")
         model, backend = lm_eval_model(lm, self.options["backend"], self.options["batch_size"], ctx.progress)
         manager = lm_eval.tasks.TaskManager(include_path=str(root / "tasks"))
+        chat = chat_decision(lm)
         out = lm_eval.simple_evaluate(model=model, tasks=list(local.values()), task_manager=manager,
                                       num_fewshot=0, limit=self.options["limit"], log_samples=True,
                                       bootstrap_iters=0, random_seed=ctx.seed, numpy_random_seed=ctx.seed,
-                                      torch_random_seed=ctx.seed, fewshot_random_seed=ctx.seed)
+                                      torch_random_seed=ctx.seed, fewshot_random_seed=ctx.seed,
+                                      **({"apply_chat_template": True} if chat.used else {}))
         scores, per_task, draws, floors = {}, {}, {}, {}
         for name, task in local.items():
             spec = _SPECS[self.tasks[name][0]]
@@ -259,7 +305,8 @@ class ZeroShotSuite(Benchmark):
         scores, summary = with_floors(scores, floors, draws, per_task)
         return BenchmarkResult(scores, protocol="zero-shot", details={
             "protocol": "zero-shot", "backend": backend, "tasks": list(per_task), **summary, "unavailable": unavailable,
-            "per_task": per_task, "limit": self.options["limit"], "lm_eval_version": lm_eval.__version__})
+            "per_task": per_task, "limit": self.options["limit"], "lm_eval_version": lm_eval.__version__,
+            **({"chat_template": chat_note(chat, out["samples"], local)} if chat.used else {})})
 
 
 @register_benchmark("glue-zs")

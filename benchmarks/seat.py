@@ -30,6 +30,13 @@ observed one, :math:`p = (1 + \\#\\{S(X'_i) \\ge S(X)\\}) / n_\\text{permutation
 "bias by one"). Both are vectorised: s(w, A, B) is computed once, partitions are 0/1 membership rows
 (exact) or index rows (random) and their sums are matrix products / gathers, chunked to bound memory.
 
+**Instruct models.** bias-bench wraps Llama-3.2-3B-Instruct's SEAT sentences in its Llama-3 chat prompt (empty
+system turn, the sentence as the user turn, the assistant header; ``bias_bench/model/__init__.py``,
+``InstructTokenizerWrapper``) and averages over every token of it, the two BOS tokens and the prompt's included
+(``bias_bench/benchmark/seat/seat.py`` ``_encode``); so does this benchmark for a model that
+:func:`harness.models.chat.bias_bench_chat` picks, and records ``chat_template: {used, reason}``. Every other
+model encodes the bare sentences as before.
+
 The leaderboard metric is ``effect_size_mean_abs``, the mean |d| over the bias type's tests (lower is
 better); each test's d and p are recorded as ``effect_size:<test>`` and ``p_value:<test>``.
 
@@ -55,6 +62,7 @@ from harness.api import Benchmark, BenchmarkResult, RunContext, Score
 from harness.errors import HarnessError
 from harness.examples import Examples, digest
 from harness.metrics import Metric
+from harness.models.chat import bias_bench_inputs
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_benchmark
@@ -249,7 +257,8 @@ class SEAT(Benchmark):
         # every unique sentence of every test in one batched pass, then indexed per set
         sentences = list(dict.fromkeys(e for d in data.values() for k in SETS for e in d[k]["examples"]))
         row = {text: i for i, text in enumerate(sentences)}
-        emb = lm.pooled(sentences, normalize=True, batch_size=self.options["batch_size"],
+        inputs, chat = bias_bench_inputs(lm, sentences)  # the Instruct model's in bias-bench's chat prompt
+        emb = lm.pooled(inputs, normalize=True, batch_size=self.options["batch_size"],
                         progress=ctx.progress).double().numpy()
 
         scores, per_test, kept, targets = {}, {}, {}, {}
@@ -274,8 +283,9 @@ class SEAT(Benchmark):
         mean_abs.value = float(np.mean([abs(v["effect_size"]) for v in per_test.values()]))  # the exact formula
         mean_abs.n = len(tests)
         scores = {"effect_size_mean_abs": mean_abs, **scores}
-        return BenchmarkResult(scores, details={"bias_type": ctx.bias_type, "tests": per_test,
-                                                "sentences_encoded": len(sentences)}, per_example=examples)
+        details = {"bias_type": ctx.bias_type, "tests": per_test, "sentences_encoded": len(sentences),
+                   **({"chat_template": chat.note()} if chat.used else {})}  # only then: other records unchanged
+        return BenchmarkResult(scores, details=details, per_example=examples)
 
 
 def _test_seed(seed: int, test: str) -> list[int]:

@@ -188,12 +188,19 @@ def _features_key(lm, texts: Sequence[str], max_length: int | None) -> str | Non
 
 def encode(lm, texts: Sequence[str], ctx, *, max_length: int | None = None):
     """Mean-pooled last hidden states [N, H] (float32, hooks applied) of ``texts``, cached on disk under
-    ``<ctx.cache_dir>/features/`` so INLP, LEACE and RLACE fitted on one model encode their data once."""
+    ``<ctx.cache_dir>/features/`` so INLP, LEACE and RLACE fitted on one model encode their data once.
+
+    The Instruct model's texts are first wrapped in bias-bench's chat prompt (:func:`harness.models.chat.
+    bias_bench_inputs`; bias-bench's INLP and SentDebias encodings), the mean then runs over the prompt's tokens
+    too and ``max_length`` counts them, as bias-bench's; the key hashes the wrapped texts, so it changes for
+    that model only."""
     import torch
     from safetensors.torch import load, save
 
     from harness.cache_entry import cached_file
+    from harness.models.chat import bias_bench_inputs
 
+    texts, _ = bias_bench_inputs(lm, texts)
     key = _features_key(lm, texts, max_length) if getattr(ctx, "cache_dir", None) else None
     if key is None:
         return lm.pooled(list(texts), batch_size=ctx.batch_size, max_length=max_length, progress=ctx.progress)

@@ -10,6 +10,8 @@ Each such method is two parts:
   :class:`CounterfactualErasureMethod`): load the attribute data (:mod:`harness.attribute_data`), encode
   it with the model, split it, fit the eraser, probe the attribute before and after, write the notes, and
   keep the hook with its notes in the step's cache folder (:func:`~harness.attribute_data.cached_hook`).
+  The Instruct model's sentences are encoded in bias-bench's chat prompt (:mod:`harness.models.chat`), and
+  the notes then say ``chat_template: {used, reason}``.
 
 A method file then holds only its mathematics (an eraser) and its options; see ``docs/adding-a-method.md``.
 """
@@ -33,6 +35,7 @@ from harness.attribute_data import (
     probe_accuracy,
 )
 from harness.hooks import AffineHook
+from harness.models.chat import bias_bench_chat
 from harness.models.interface import LanguageModel
 
 
@@ -116,7 +119,9 @@ class ErasureMethod(PostProcessingMethod):
     def _timed_fit(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
         started = time.perf_counter()
         hook, notes = self.fit_on_data(lm, ctx, settings)
-        return hook, {**notes, "fit_seconds": round(time.perf_counter() - started, 2)}
+        chat = bias_bench_chat(lm)  # encode wrapped the Instruct model's sentences; noted only then
+        return hook, {**notes, "fit_seconds": round(time.perf_counter() - started, 2),
+                      **({"chat_template": chat.note()} if chat.used else {})}
 
     def fit_on_data(self, lm: LanguageModel, ctx: RunContext, settings: dict[str, Any]) -> tuple[AffineHook, dict]:
         raise NotImplementedError

@@ -10,7 +10,8 @@ name.lower()`` (l. 148) — the paper's Llama-3.2-3B-Instruct. Here the name is 
 (a hub id's model name, or the folder it was loaded from: a parent folder called "instruct-runs" does not make
 every model in it an Instruct model), and two checks are added because the wrapper writes Llama-3's markers: the
 tokenizer must have a chat template, and ``<|begin_of_text|>``, ``<|start_header_id|>``, ``<|end_header_id|>`` and
-``<|eot_id|>`` must be single tokens of it. So SmolLM2-Instruct (``zoo:smollm2-135m``: no "instruct" in the spec,
+``<|eot_id|>`` must be single tokens of it (:func:`harness.models.chat.instruct_chat`, which the benchmarks share
+under bias-bench's rule). So SmolLM2-Instruct (``zoo:smollm2-135m``: no "instruct" in the spec,
 and a ChatML template) and every model without a template read their texts exactly as before.
 
 **What.** ``_wrap_prompt`` (l. 78–103) builds, with no tokenizer template and no ``add_generation_prompt``::
@@ -49,10 +50,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.models.chat import BEGIN, END, EOT, GRADIEND_RULE, MARKERS, START, ChatDecision, instruct_chat
 from harness.models.interface import LanguageModel
 
-BEGIN, START, END, EOT = "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"
-MARKERS = (BEGIN, START, END, EOT)
+__all__ = ["BEGIN", "END", "EOT", "MARKERS", "NAME_PROMPT", "SENTENCE_PROMPT", "START", "ChatFormat", "chat_format"]
 
 # The reference's class attributes, byte for byte (indentation, trailing spaces and the em dash included).
 SENTENCE_PROMPT = ("\n    You are a language model that completes sentences. Predict the next word that naturally "
@@ -65,11 +66,8 @@ NAME_PROMPT = ("\nYou are a language model trained to predict first names. In th
 
 
 @dataclass(frozen=True)
-class ChatFormat:
+class ChatFormat(ChatDecision):
     """Whether ``lm``'s GRADIEND texts are wrapped, and why (the record's ``chat_template`` note)."""
-
-    used: bool
-    reason: str
 
     @staticmethod
     def wrap(user_text: str, system: str = SENTENCE_PROMPT) -> str:
@@ -78,29 +76,9 @@ class ChatFormat:
                 f"{START}user{END}\n{user_text}\n{EOT}"
                 f"{START}assistant{END}\n")
 
-    def note(self) -> dict:
-        return {"used": self.used, "reason": self.reason}
-
-
-def _is_single_token(tokenizer, marker: str) -> bool:
-    index = tokenizer.convert_tokens_to_ids(marker)
-    return isinstance(index, int) and index != tokenizer.unk_token_id and \
-        tokenizer.convert_ids_to_tokens(index) == marker
-
 
 def chat_format(lm: LanguageModel) -> ChatFormat:
-    """The reference's rule (the model's name contains "instruct") plus a Llama-3 chat template on the tokenizer."""
-    if lm.kind != "causal":
-        return ChatFormat(False, "masked LM: the reference wraps only the Instruct (causal) model's prompts")
-    name = lm.spec.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    if "instruct" not in name.lower():
-        return ChatFormat(False, f"'{name}' does not contain 'instruct' (the reference's rule, "
-                                 "AutoTokenizerForLM in aieng-lab/gradiend-bias gradiend/model.py)")
-    if not getattr(lm.tokenizer, "chat_template", None):
-        return ChatFormat(False, f"'{lm.spec}' is named Instruct but its tokenizer has no chat template")
-    missing = [m for m in MARKERS if not _is_single_token(lm.tokenizer, m)]
-    if missing:
-        return ChatFormat(False, f"the chat template of '{lm.spec}' is not Llama-3's ({', '.join(missing)} not "
-                                 "single tokens); the reference's wrapper writes Llama-3's markers")
-    return ChatFormat(True, f"'{lm.spec}' is named Instruct and its tokenizer has Llama-3's chat template: "
-                            "texts wrapped as the reference's InstructTokenizerWrapper wraps them")
+    """The reference's rule (the model's name contains "instruct") plus a Llama-3 chat template on the tokenizer
+    (:func:`harness.models.chat.instruct_chat`, shared with the benchmarks' bias-bench rule)."""
+    decision = instruct_chat(lm, GRADIEND_RULE)
+    return ChatFormat(decision.used, decision.reason)
