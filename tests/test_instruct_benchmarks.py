@@ -163,7 +163,7 @@ def test_zero_shot_glue_renders_the_tokenizers_chat_template(llamas, mirror, tmp
     """bias-bench's glue_llama.sh: ``lm_eval --apply_chat_template`` for the Instruct model. lm-eval makes the
     prompt the user turn, opens the assistant turn, and drops the space before the answer."""
     from benchmarks.glue_tasks import GLUE_TASKS
-    from benchmarks.lm_eval_zero_shot import CHAT_TEMPLATE_ARGS, hub_rows
+    from benchmarks.lm_eval_zero_shot import CHAT_TEMPLATE_ARGS, harness_lm_class, hub_rows, lm_eval_model
 
     lm = llamas["instruct"]
     spec = next(t for t in GLUE_TASKS if t.name == "rte")
@@ -182,3 +182,9 @@ def test_zero_shot_glue_renders_the_tokenizers_chat_template(llamas, mirror, tmp
         plain = glue["hf"].run(llamas["chat"], RunContext(cache_dir=tmp_path, progress=False))
     assert "chat_template" not in plain.details
     assert np.isfinite(plain.scores["rte"].value)
+    # Llama-3.2's real template writes today's date unless given one: the hf backend passes the fixed one
+    assert lm_eval_model(lm, "hf", 1, False)[0].chat_template_args == CHAT_TEMPLATE_ARGS
+    assert lm_eval_model(llamas["chat"], "hf", 1, False)[0].chat_template_args == {}
+    dated = llamas["chat"].clone()  # and our scorer renders a template that reads the date with the fixed one
+    dated.tokenizer.chat_template = "{{ date_string }}|{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert harness_lm_class()(dated).apply_chat_template([{"role": "user", "content": "x"}]) == "26 Jul 2024|x"
