@@ -175,7 +175,7 @@ def best_rows(board: Leaderboard, col: Column) -> set[str]:
 def notes(board: Leaderboard) -> str:
     models = ", ".join(f"`{m}`" for m in board.models) or "(none)"
     labels = [c.label for c in board.bias_columns]
-    bias = " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
+    bias = spoken_list(labels)
     protocols = ("Protocol: " + next(iter(board.protocols)) + ". " if len(board.protocols) == 1 else
                  "Protocols: " + "; ".join(f"{p} ({', '.join(b)})" for p, b in board.protocols.items()) + ". ")
     return (f"Bias type `{board.bias_type}`, {len(board.models)} model(s): {models}. {bias}: proportional ranks "
@@ -186,6 +186,12 @@ def notes(board: Leaderboard) -> str:
             "an empty cell = not run. "
             + protocols + protocol_notes(board)
             + seed_notes(board) + floor_notes(board) + interval_notes(board))
+
+
+def spoken_list(items) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    items = list(items)
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def seed_notes(board: Leaderboard) -> str:
@@ -210,7 +216,7 @@ def seed_notes(board: Leaderboard) -> str:
                 n = min(cells[k].seeds for k in fewer)
                 groups.setdefault((model, n, tuple(labels[k] for k in fewer)), []).append(display_name(variant))
     for (model, n, cols), variants in groups.items():
-        text += (f" {' and '.join([', '.join(cols[:-1]), cols[-1]] if len(cols) > 1 else cols)} of "
+        text += (f" {spoken_list(cols)} of "
                  f"{', '.join(variants)} on `{model}`: {n} seed{'s' if n > 1 else ''} only.")
     return text
 
