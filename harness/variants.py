@@ -50,8 +50,11 @@ def parse_variant(name: str, options: dict[str, dict[str, Any]] | None = None) -
 
 
 def model_identity(lm) -> dict[str, Any]:
-    """What identifies the weights ``lm`` was loaded with (spec + checksums), without timing fields."""
-    return {"spec": lm.spec, **{k: v for k, v in lm.origin.items() if k not in ("load_seconds", "lineage")}}
+    """What identifies the model ``lm`` was loaded as: its spec and content fingerprint
+    (:func:`harness.models.fingerprint.identity`), without provenance, timings or the lineage."""
+    from harness.models.fingerprint import identity
+
+    return {"spec": lm.spec, **identity(lm.origin)}
 
 
 def fitted_on(lm) -> dict[str, Any]:

