@@ -13,6 +13,9 @@ CI_SPREAD   ?= build/ci-spread
 JOBS        ?= 2
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
+LOCK        ?= requirements.lock
+LATEST_VENV ?= .venv-latest
+LATEST_BIN  := $(LATEST_VENV)/bin
 
 # Offline by default: every data set and model comes from the mirror or from PyPI wheels.
 export GRADIEND_BENCH_OFFLINE ?= 1
@@ -22,17 +25,38 @@ ifneq ($(wildcard ../shared/data/MANIFEST.tsv),)
 export GRADIEND_BENCH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo lint test bench perf results features tables check baseline ci-check ci-baseline ci-spread clean
+.PHONY: install install-latest test-latest lock models demo lint test bench perf results features tables check baseline ci-check ci-baseline ci-spread clean
 
-$(BIN)/.installed: pyproject.toml
+# `make install`: the locked versions (requirements.lock: the ones the committed records were made with), then
+# the project itself without resolving anything again; `pip check` fails if the lock misses a dependency.
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 install: $(BIN)/.installed
+
+# The newest versions pip resolves today, in a venv of their own (.venv-latest), so an upgrade is a deliberate,
+# tested change: `make test-latest` runs the suite there, `make lock` then writes their versions into the lock.
+install-latest:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_BIN)/python -m pip install --quiet --upgrade pip
+	$(LATEST_BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(LATEST_BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+
+test-latest: install-latest
+	$(LATEST_BIN)/gradiend-bench models fetch zoo:bert-tiny zoo:smollm2-135m
+	$(LATEST_BIN)/gradiend-bench models build zoo:bert-tiny-mlm
+	$(LATEST_BIN)/python -m pytest -m "not slow and not network" -q $(PYTEST_ARGS)
+
+lock: install-latest
+	$(LATEST_BIN)/python .ci/write-lock $(LOCK)
 
 demo: install
 	$(BIN)/gradiend-bench run configs/demo.yaml --results $(DEMO_RESULTS) --jobs $(JOBS)
@@ -42,7 +66,13 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install
+# The zoo models the tests load, fetched (and zoo:bert-tiny-mlm built by its recipe, ~12 min once on 2 cores)
+# before pytest starts: a fresh machine sees the build's progress, and no test's timeout includes it.
+models: install
+	$(BIN)/gradiend-bench models fetch zoo:bert-tiny zoo:smollm2-135m
+	$(BIN)/gradiend-bench models build zoo:bert-tiny-mlm
+
+test: install models
 	$(BIN)/python -m pytest -m "not slow and not network" -q $(PYTEST_ARGS)
 
 # Slow end-to-end runs and speed measurements (not part of CI).
@@ -76,7 +106,7 @@ tables: install
 # Consistency check of the committed records (results/runs) against the committed demo-grid baseline; it runs
 # no model, so it only catches edited or missing records. `make baseline` rewrites it after an intended change.
 check: install
-	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs
+	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs --mode exact
 
 baseline: install
 	$(BIN)/gradiend-bench check --baseline results/baselines/demo.json --results results/runs \
@@ -110,10 +140,10 @@ ci-spread: install
 		echo "ci-spread: $$name: --jobs $$jobs $$*"; \
 		env "$$@" $(BIN)/gradiend-bench run configs/ci.yaml --results $(CI_SPREAD)/$$name/runs --jobs $$jobs --quiet; \
 	done
-	$(BIN)/python -m leaderboard.check spread --baseline results/baselines/ci.json $(CI_SPREAD)/*/runs \
+	$(BIN)/python -m leaderboard.spread --baseline results/baselines/ci.json $(CI_SPREAD)/*/runs \
 		--measured "make ci-spread on $$(uname -m) with $$(nproc) cores: configs/ci.yaml once under each of \
 		the Makefile's CI_SETTINGS (run-to-run: --jobs 2 twice; threads: --jobs 1/2, OMP_NUM_THREADS=1; \
 		CPU code paths: ATEN_CPU_CAPABILITY=default, OPENBLAS_CORETYPE=Haswell/Sandybridge, MKL_CBWR)"
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info
