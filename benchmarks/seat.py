@@ -230,6 +230,14 @@ class SEAT(Benchmark):
     version = 2  # per-sentence associations in the record; a bootstrap CI of mean |d|
     metrics = (Metric("seat", "effect_size_mean_abs", "SEAT", ideal=0.0, statistic=mean_abs_effect_size),)
 
+    @classmethod
+    def score_statistics(cls, examples: Examples) -> dict:
+        """Mean |d| and every test's signed d (its p-value is a permutation count, checked by tolerance)."""
+        statistics = super().score_statistics(examples)
+        for index, test in enumerate(examples.labels.get("test", [])):
+            statistics[f"effect_size:{test}"] = lambda a, w, index=index: weighted_effect_sizes(a, w)[:, index]
+        return statistics
+
     def __init__(self, **options):
         super().__init__(**options)
         if self.options["tests"] is not None:

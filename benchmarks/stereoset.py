@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.api import Benchmark, BenchmarkResult, RunContext, Score
+from harness.argtypes import non_negative_int
 from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 from harness.examples import Examples, digest
@@ -199,6 +200,12 @@ def _icat(a, w):
 STATISTICS = {"ss": _ss_all, "lms": _lms, "icat": _icat}
 
 
+def _within(statistic, mask: np.ndarray):
+    """``statistic`` over the clusters where ``mask`` holds (the others weigh nothing)."""
+    keep = np.asarray(mask, dtype=np.float64)
+    return lambda a, w: statistic(a, w * keep)
+
+
 def cluster_examples(clusters: list[Cluster], scores: dict[str, float], ss_domain: str | None = None) -> Examples:
     """Per cluster: pro, related, term and domain codes, and whether it counts for the reported SS."""
     pro, related = example_counts(clusters, scores)
@@ -287,6 +294,17 @@ class StereoSet(Benchmark):
     metrics = (Metric("ss", "ss", "SS", ideal=50.0, statistic=_ss), Metric("lms", "lms", "LMS", statistic=_lms),
                Metric("icat", "icat", "ICAT", statistic=_icat))
 
+    @classmethod
+    def score_statistics(cls, examples: Examples) -> dict:
+        """The headline scores and ``ss``/``lms``/``icat`` of every domain and ``overall``, as :func:`evaluate`
+        computes them (a domain's clusters alone)."""
+        statistics = super().score_statistics(examples)
+        for name, statistic in STATISTICS.items():
+            statistics[f"{name}:overall"] = statistic
+            for code, domain in enumerate(examples.labels.get("domain", [])):
+                statistics[f"{name}:{domain}"] = _within(statistic, examples.arrays["domain"] == code)
+        return statistics
+
     def dataset(self, ctx: RunContext):
         split = self.options["split"]
         if split == "auto":  # the full test split where it can be had (hub/URL), else dev
@@ -333,5 +351,6 @@ def register_cli(subparsers) -> None:
     score = parser.add_parser("score", help="score a predictions file against an original-format gold file")
     score.add_argument("--gold", required=True, help="StereoSet JSON with sentence ids and gold labels")
     score.add_argument("--predictions", required=True, help='{"intrasentence": [{"id": ..., "score": ...}]}')
-    score.add_argument("--resamples", type=int, default=0, help="bootstrap resamples for CIs (default 0: none)")
+    score.add_argument("--resamples", type=non_negative_int, default=0,
+                       help="bootstrap resamples for CIs (default 0: none)")
     score.set_defaults(func=cmd_score)

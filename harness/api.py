@@ -184,6 +184,15 @@ class Benchmark:
     def run(self, lm: LanguageModel, ctx: RunContext) -> BenchmarkResult:
         raise NotImplementedError
 
+    @classmethod
+    def score_statistics(cls, examples: "Examples") -> dict[str, Callable]:
+        """Record score key → the statistic ``f(arrays, w) -> [B]`` (:mod:`harness.stats`) that recomputes it from
+        the record's per-example scores ``examples``. The cross-machine regression check pairs two runs through
+        them (``leaderboard/cross_machine.py``). Default: the declared metrics' statistics; a benchmark adds its
+        sub-scores (StereoSet per domain, CrowS-Pairs per direction, SEAT per test). Scores left out (e.g.
+        permutation p-values) are checked against measured tolerances instead."""
+        return {m.score: m.statistic for m in cls.metrics if m.statistic is not None}
+
 
 class Method:
     """A debiasing method adapter; ``kind`` is ``"weight"`` (ΔW) or ``"post"`` (PP).

@@ -14,6 +14,13 @@ CIs where the records have them. A current score *moves* when
 A baseline score with no current record (or a run that turned not applicable, or the reverse) also fails
 the check; current scores that the baseline does not list are reported as new but do not fail.
 
+That is the **exact** mode: right when the inputs are bit-identical to the baseline's (CI's grid on the
+wheel-shipped zoo:bert-tiny; the committed records against their own baseline). For a baseline made on
+another machine, the **cross-machine** mode (:mod:`leaderboard.cross_machine`) pairs the two runs' per-example
+scores instead. A baseline says which modes it supports (``modes``: cross-machine needs its runs' per-example
+scores, ``per_example``, and a measurement of machine noise, ``cross_machine``) and which one ``check`` uses
+when ``--mode`` is not given (``default_mode``).
+
 Per-metric tolerances (``docs/regression-check.md``) come from *measured* variation, not from sampling CIs:
 a CI says how much a score would move on other data, not how much the same run moves on another machine,
 so a CI-wide tolerance passes real regressions and an exact one fails on float noise. A baseline may hold::
@@ -31,17 +38,21 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
-from harness.records import RunRecord
+from harness.records import STATUS_NOT_APPLICABLE, RunRecord
 from leaderboard.ranking import NA, Cell, aggregate
 
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2  # 2: optional per_example, cross_machine, default_mode; version 1 files are read as exact-only
+READABLE_VERSIONS = (1, 2)
 EXACT_RELATIVE = 1e-6
+MODES = ("exact", "cross-machine")
+CARRIED_OVER = ("tolerances", "cross_machine", "default_mode")  # measurements, not scores: kept by --update
 
 
 def _key(entry: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -51,18 +62,23 @@ def _key(entry: dict[str, Any]) -> tuple[str, str, str, str]:
 def current_scores(records: Sequence[RunRecord],
                    selection: dict[str, list[str]] | None = None) -> dict[tuple, Cell | str]:
     """Seed-averaged cells of the records inside ``selection`` (models / variants / benchmarks / bias_type)."""
+    return aggregate(_selected(records, selection))
+
+
+def _selected(records: Sequence[RunRecord], selection: dict[str, list[str]] | None) -> list[RunRecord]:
     selection = selection or {}
-
-    def keep(rec: RunRecord) -> bool:
-        return all(not selection.get(f) or getattr(rec, attr) in selection[f]
-                   for f, attr in (("models", "model"), ("variants", "variant"), ("benchmarks", "benchmark"),
-                                   ("bias_types", "bias_type"), ("seeds", "seed")))
-
-    return aggregate(r for r in records if keep(r))
+    return [r for r in records if all(not selection.get(f) or getattr(r, attr) in selection[f]
+                                      for f, attr in (("models", "model"), ("variants", "variant"),
+                                                      ("benchmarks", "benchmark"), ("bias_types", "bias_type"),
+                                                      ("seeds", "seed")))]
 
 
 def make_baseline(records: Sequence[RunRecord], selection: dict[str, list[str]] | None = None,
                   tolerance: float | None = None) -> dict[str, Any]:
+    """The seed-averaged scores of ``records`` inside ``selection`` and, for the cross-machine mode, the
+    per-example scores of each of those records."""
+    from leaderboard.cross_machine import embedded_examples
+
     scores = []
     for key, cell in sorted(current_scores(records, selection).items()):
         entry: dict[str, Any] = dict(zip(("model", "variant", "benchmark", "metric"), key))
@@ -73,20 +89,41 @@ def make_baseline(records: Sequence[RunRecord], selection: dict[str, list[str]] 
             if cell.low is not None:
                 entry["low"], entry["high"] = cell.low, cell.high
         scores.append(entry)
-    return {"version": BASELINE_VERSION, "selection": selection or {}, "tolerance": tolerance, "scores": scores}
+    return {"version": BASELINE_VERSION, "selection": selection or {}, "tolerance": tolerance, "scores": scores,
+            "per_example": embedded_examples(_selected(records, selection))}
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
-    """Write ``baseline``; an existing file's measured ``tolerances`` are carried over unless it has its own."""
+    """Write ``baseline``; an existing file's measurements (``tolerances``, ``cross_machine``) and its
+    ``default_mode`` are carried over unless the new one has its own."""
     path = Path(path)
-    if "tolerances" not in baseline and path.is_file():
+    if path.is_file():
         try:
             previous = json.loads(path.read_text())
         except (OSError, ValueError):
             previous = {}
-        if isinstance(previous, dict) and isinstance(previous.get("tolerances"), dict):
-            baseline = {**baseline, "tolerances": previous["tolerances"]}
+        if isinstance(previous, dict):
+            baseline = {**{k: previous[k] for k in CARRIED_OVER if k in previous}, **baseline}
     write_text_atomic(path, json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+
+
+def supported_modes(baseline: dict[str, Any]) -> list[str]:
+    """exact always; cross-machine when the baseline has its runs' per-example scores and a noise measurement."""
+    return ["exact"] + (["cross-machine"] if baseline.get("per_example") and baseline.get("cross_machine") else [])
+
+
+def choose_mode(baseline: dict[str, Any], path: Path, given: str | None) -> str:
+    """``given`` (``--mode``), else the baseline's ``default_mode``; a mode the baseline cannot serve is a
+    one-line error."""
+    mode = given or baseline.get("default_mode") or "exact"
+    if mode not in MODES:
+        raise HarnessError(f"baseline {path}: unknown check mode {mode!r}", f"use one of: {', '.join(MODES)}")
+    if mode not in supported_modes(baseline):
+        raise HarnessError(f"baseline {path} does not support the {mode} mode (it lacks per-example scores or a "
+                           "measurement of machine noise)",
+                           "use --mode exact, or measure it: python -m leaderboard.spread --cross-machine "
+                           f"--baseline {path} RUNS...")
+    return mode
 
 
 def _check_rules(data: dict[str, Any]) -> None:
@@ -121,11 +158,16 @@ def rule_slack(rule: dict[str, Any], then: float) -> float:
 def read_baseline(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
-        if data.get("version") != BASELINE_VERSION or not isinstance(data.get("scores"), list):
-            raise ValueError(f"version {data.get('version')!r}, expected {BASELINE_VERSION} with a 'scores' list")
+        if data.get("version") not in READABLE_VERSIONS or not isinstance(data.get("scores"), list):
+            raise ValueError(f"version {data.get('version')!r}, expected one of {READABLE_VERSIONS} with a "
+                             "'scores' list")
         for entry in data["scores"]:
             _key(entry)
         _check_rules(data)
+        if data.get("cross_machine") is not None:
+            _check_rules({"tolerances": data["cross_machine"]})
+        if not isinstance(data.get("per_example", {}), dict):
+            raise ValueError("'per_example' must be a mapping of record keys to per-example scores")
         return data
     except FileNotFoundError:
         raise HarnessError(f"baseline {path} does not exist",
@@ -148,15 +190,49 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.4f}"
 
 
-def compare_to_baseline(baseline: dict[str, Any], records: Sequence[RunRecord],
-                        tolerance: float | None = None) -> tuple[int, list[Finding]]:
+def _paired_verdicts(baseline: dict[str, Any], records: Sequence[RunRecord]) -> tuple[dict, list[Finding], int]:
+    """Cross-machine verdicts of every record that the baseline has per-example scores of: (score key → its
+    seeds' verdicts, findings about the records' examples, number of records paired)."""
+    from harness.examples import Examples
+    from leaderboard.cross_machine import check_record, record_key
+
+    metrics: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for entry in baseline["scores"]:
+        metrics[entry["model"], entry["variant"], entry["benchmark"]].add(entry["metric"])
+    verdicts: dict[tuple, list] = defaultdict(list)
+    examples_findings, paired = [], 0
+    for rec in _selected(records, baseline.get("selection")):
+        raw = baseline["per_example"].get(record_key(rec))
+        if raw is None or rec.status == STATUS_NOT_APPLICABLE:
+            continue
+        paired += 1
+        then = Examples.from_json(raw, f"baseline per-example scores of {record_key(rec)}")
+        for v in check_record(baseline["cross_machine"], then, rec, metrics[rec.model, rec.variant, rec.benchmark]):
+            if v.metric == "(examples)":
+                if v.moved:
+                    examples_findings.append(Finding((rec.model, rec.variant, rec.benchmark, "(examples)"), v.then,
+                                                     f"{v.now} (seed {rec.seed})", v.allowed, "moved"))
+            else:
+                verdicts[rec.model, rec.variant, rec.benchmark, v.metric].append((rec.seed, v))
+    return verdicts, examples_findings, paired
+
+
+def compare_to_baseline(baseline: dict[str, Any], records: Sequence[RunRecord], tolerance: float | None = None,
+                        mode: str = "exact") -> tuple[int, list[Finding]]:
     """(number of baseline scores checked, findings); a finding with status moved/missing fails the check.
 
-    ``tolerance`` (the command line's) overrides the baseline's per-metric and global tolerances."""
+    ``tolerance`` (the command line's) overrides the baseline's per-metric and global tolerances. ``mode``
+    "cross-machine" pairs the per-example scores (:mod:`leaderboard.cross_machine`) and takes the tolerances
+    of the other scores from the baseline's cross-machine measurement."""
     explicit = tolerance
     tolerance = tolerance if tolerance is not None else baseline.get("tolerance")
     now = current_scores(records, baseline.get("selection"))
-    findings = []
+    findings: list[Finding] = []
+    paired: dict[tuple, list] = {}
+    rules = baseline
+    if mode == "cross-machine":
+        paired, findings, _ = _paired_verdicts(baseline, records)
+        rules = {"tolerances": baseline["cross_machine"]}
     seen = set()
     for entry in baseline["scores"]:
         key = _key(entry)
@@ -167,8 +243,14 @@ def compare_to_baseline(baseline: dict[str, Any], records: Sequence[RunRecord],
                 findings.append(Finding(key, "not applicable", "missing" if cell is None else _fmt(cell.value),
                                         "not applicable", "missing" if cell is None else "moved"))
             continue
+        if key in paired and isinstance(cell, Cell):
+            moved = [(seed, v) for seed, v in paired[key] if v.moved]
+            if moved:
+                seed, v = moved[0]
+                findings.append(Finding(key, v.then, f"{v.now} (seed {seed})", v.allowed, "moved"))
+            continue
         then = float(entry["value"])
-        rule = None if explicit is not None else tolerance_rule(baseline, entry["benchmark"], entry["metric"])
+        rule = None if explicit is not None else tolerance_rule(rules, entry["benchmark"], entry["metric"])
         if rule is not None:
             slack = rule_slack(rule, then)
             lo, hi, allowed = then - slack, then + slack, f"±{slack:.2g} (measured)"
@@ -190,7 +272,7 @@ def compare_to_baseline(baseline: dict[str, Any], records: Sequence[RunRecord],
     return len(baseline["scores"]), findings
 
 
-def report(checked: int, findings: list[Finding]) -> tuple[bool, str]:
+def report(checked: int, findings: list[Finding], mode: str = "exact") -> tuple[bool, str]:
     from tabulate import tabulate
 
     failed = [f for f in findings if f.status != "new"]
@@ -200,100 +282,7 @@ def report(checked: int, findings: list[Finding]) -> tuple[bool, str]:
         rows = [[*f.key, f.then, f.now, f.allowed, f.status] for f in failed]
         lines.append(tabulate(rows, headers=["model", "variant", "benchmark", "metric", "baseline", "now", "allowed",
                                              "status"], disable_numparse=True))
-    lines.append(f"{checked} baseline score(s) checked: {len(failed)} moved or missing"
+    how = " across machines (per-example scores paired)" if mode == "cross-machine" else ""
+    lines.append(f"{checked} baseline score(s) checked{how}: {len(failed)} moved or missing"
                  + (f", {len(new)} new score(s) not in the baseline (not checked; --update adds them)" if new else ""))
     return not failed, "\n".join(lines)
-
-
-# -- measured tolerances -------------------------------------------------------------------------------
-SPREAD_FACTOR = 3.0  # tolerance = 3 × the largest spread seen, for machines and runs not sampled
-SPREAD_FLOOR = 1e-6  # the least tolerance (absolute; relative for RELATIVE_METRICS): last-bit noise only
-RELATIVE_METRICS = ("perplexity",)  # unbounded scales (bert-tiny: 10³–10⁴): tolerance relative to the value
-
-
-def _family(metric: str) -> str:
-    return metric.split(":", 1)[0]
-
-
-def measure_spread(runs: dict[str, Sequence[RunRecord]], selection: dict[str, list[str]] | None = None,
-                   ) -> list[dict[str, Any]]:
-    """Tolerance rules from one grid run under several settings (``runs``: setting name → its records).
-
-    Per (benchmark, metric family — ``ss`` covers ``ss:gender`` etc.): the largest spread max − min of a
-    score across the settings over every (model, variant, metric) of the family, absolute and relative
-    to the score; the rule allows ``SPREAD_FACTOR`` × that spread, at least ``SPREAD_FLOOR``. Scores
-    missing from any setting raise: the settings must have run the same grid.
-    """
-    cells = {name: current_scores(records, selection) for name, records in runs.items()}
-    keys = sorted(set().union(*cells.values()))
-    spreads: dict[tuple[str, str], dict[str, Any]] = {}
-    for key in keys:
-        model, variant, benchmark, metric = key
-        found = [c.get(key) for c in cells.values()]
-        if all(f == NA for f in found):
-            continue
-        if not all(isinstance(f, Cell) for f in found):
-            absent = [n for n, f in zip(cells, found) if not isinstance(f, Cell)]
-            raise HarnessError(f"score {'/'.join(key)} is missing or not applicable in run(s) {', '.join(absent)}",
-                               "run the same grid under every setting before measuring the spread")
-        values = [f.value for f in found]
-        spread = max(values) - min(values)
-        relative = spread / max(abs(v) for v in values) if spread else 0.0
-        family = spreads.setdefault((benchmark, _family(metric)), {
-            "benchmark": benchmark, "family": _family(metric), "colon": False, "cells": 0,
-            "observed_max_spread": 0.0, "observed_max_relative_spread": 0.0, "worst": None})
-        family["colon"] |= ":" in metric
-        family["cells"] += 1
-        if spread > family["observed_max_spread"]:
-            family["worst"] = f"{model} {variant} {metric}: {min(values):.6g} … {max(values):.6g}"
-        family["observed_max_spread"] = max(family["observed_max_spread"], spread)
-        family["observed_max_relative_spread"] = max(family["observed_max_relative_spread"], relative)
-    rules = []
-    for f in spreads.values():
-        relative = f["family"] in RELATIVE_METRICS
-        bound = SPREAD_FACTOR * (f["observed_max_relative_spread"] if relative else f["observed_max_spread"])
-        rules.append({"benchmark": f["benchmark"], "metric": f["family"] + ("*" if f["colon"] else ""),
-                      "absolute": 0.0 if relative else max(bound, SPREAD_FLOOR),
-                      "relative": max(bound, SPREAD_FLOOR) if relative else 0.0,
-                      "observed_max_spread": f["observed_max_spread"],
-                      "observed_max_relative_spread": f["observed_max_relative_spread"],
-                      "cells": f["cells"], "worst": f["worst"]})
-    # first match wins: a longer family ("effect_size_mean_abs") before a pattern that also covers it
-    return sorted(rules, key=lambda r: (r["benchmark"], -len(r["metric"]), r["metric"]))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m leaderboard.check spread --baseline B RUNS...``: write measured tolerance rules into B."""
-    import argparse
-    import sys
-
-    from harness.records import load_records
-    from leaderboard.table import latest_records
-
-    parser = argparse.ArgumentParser(prog="python -m leaderboard.check")
-    parser.add_argument("command", choices=["spread"])
-    parser.add_argument("--baseline", required=True, help="baseline JSON to receive the rules (must exist)")
-    parser.add_argument("--measured", required=True, help="how the runs were made (stored with the rules)")
-    parser.add_argument("runs", nargs="+", help="records folders of one grid, one per setting")
-    args = parser.parse_args(argv)
-    try:
-        baseline = read_baseline(Path(args.baseline))
-        runs = {str(p): latest_records(load_records(Path(p))) for p in args.runs}
-        rules = measure_spread(runs, baseline.get("selection"))
-    except HarnessError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    baseline["tolerances"] = {"measured": args.measured, "runs": len(runs), "factor": SPREAD_FACTOR,
-                              "floor": SPREAD_FLOOR, "rules": rules}
-    write_baseline(Path(args.baseline), baseline)
-    from tabulate import tabulate
-
-    print(tabulate([[r["benchmark"], r["metric"], r["cells"], f"{r['observed_max_spread']:.3g}",
-                     f"{r['observed_max_relative_spread']:.3g}", f"{r['absolute']:.3g}", f"{r['relative']:.3g}"]
-                    for r in rules], headers=["benchmark", "metric", "cells", "max spread", "max rel. spread",
-                                              "absolute tol.", "relative tol."], disable_numparse=True))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.argtypes import non_negative_int
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
 from harness.paths import ensure_writable_dir, ensure_writable_file
@@ -69,13 +70,22 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", help="only records of grids run with this protocol (cpu, full, ...)")
 
 
+def _check_variants(args) -> None:
+    if getattr(args, "variants", None):
+        from leaderboard.table import check_variants, select_records
+
+        check_variants(select_records(args.results, args.bias_type, args.models, args.protocol, args.config),
+                       _csv_list(args.variants))
+
+
 def cmd_leaderboard(args) -> int:
     from leaderboard.table import EXTENSIONS, render
 
     _check_outputs(args)
+    _check_variants(args)
     bias = tuple(_csv_list(args.bias) or ())
     options = dict(bias_type=args.bias_type, models=args.models, bias=bias or None, order=_variant_order(args),
-                   protocol=args.protocol, **_interval_options(args))
+                   protocol=args.protocol, config=args.config, **_interval_options(args))
     if args.output_dir:
         for fmt, ext in EXTENSIONS.items():
             _write(Path(args.output_dir) / f"leaderboard.{ext}", render(args.results, fmt, args.all_metrics, **options))
@@ -125,18 +135,26 @@ def update_readme(path: Path, markdown: str) -> None:
 
 def _interval_options(args) -> dict:
     return dict(intervals=args.intervals, replicates=args.replicates, seed=args.bootstrap_seed,
-                rank_input=args.rank_input, **({"latex_intervals": args.latex_intervals}
-                                               if hasattr(args, "latex_intervals") else {}))
+                rank_input=args.rank_input, max_replicates=args.max_replicates, guard_z=args.guard_z,
+                **({"latex_intervals": args.latex_intervals} if hasattr(args, "latex_intervals") else {}))
 
 
 def _add_interval_flags(parser: argparse.ArgumentParser) -> None:
-    from leaderboard.bootstrap import RANK_INPUTS
+    from leaderboard.bootstrap import GUARD_Z, MAX_REPLICATES, RANK_INPUTS
 
     parser.add_argument("--intervals", action=argparse.BooleanOptionalAction, default=True,
                         help="95%% paired-bootstrap intervals for every rank, Mean and LMS, and P(>base) "
                              "(default on; needs per-example scores in the records)")
-    parser.add_argument("--replicates", type=_positive_int, default=1000, help="bootstrap replicates (default 1000)")
-    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--replicates", type=_positive_int, default=1000,
+                        help="bootstrap replicates of the intervals, and the first look of P(>base) (default 1000)")
+    parser.add_argument("--max-replicates", type=_positive_int, default=MAX_REPLICATES,
+                        help="P(>base): double the replicates until every verdict is clear of the guard band, up "
+                             f"to this many (default {MAX_REPLICATES}; --replicates or less: no more)")
+    parser.add_argument("--guard-z", type=_non_negative_float, default=GUARD_Z,
+                        help="guard band of the verdicts in Monte-Carlo standard errors of P(>base) (default "
+                             f"{GUARD_Z:g}; 0 with --max-replicates 1: the bare 0.025/0.975 rule)")
+    parser.add_argument("--bootstrap-seed", type=non_negative_int, default=0,
+                        help="seed of the bootstrap, an integer ≥ 0 (default 0)")
     parser.add_argument("--rank-input", choices=RANK_INPUTS, default="point",
                         help="rank point estimates (default) or bootstrap means (the aieng-lab fork's tables)")
 
@@ -145,10 +163,12 @@ def cmd_plot(args) -> int:
     from leaderboard.bootstrap import build_board
     from leaderboard.plots import write_plots
     from leaderboard.ranking import DEFAULT_BIAS
-    from leaderboard.table import select_records
+    from leaderboard.table import check_variants, select_records
 
     ensure_writable_dir(args.output, "--output folder")
-    records = select_records(args.results, args.bias_type, args.models, args.protocol)
+    records = select_records(args.results, args.bias_type, args.models, args.protocol, args.config)
+    if args.variants:
+        check_variants(records, _csv_list(args.variants))
     options = _interval_options(args)
     options.pop("latex_intervals", None)
     board = build_board(records, bias=tuple(_csv_list(args.bias) or DEFAULT_BIAS), order=_variant_order(args),
@@ -163,7 +183,14 @@ def cmd_plot(args) -> int:
 
 def cmd_check(args) -> int:
     from harness.records import load_records
-    from leaderboard.check import compare_to_baseline, make_baseline, read_baseline, report, write_baseline
+    from leaderboard.check import (
+        choose_mode,
+        compare_to_baseline,
+        make_baseline,
+        read_baseline,
+        report,
+        write_baseline,
+    )
     from leaderboard.table import latest_records
 
     if args.update:
@@ -189,19 +216,27 @@ def cmd_check(args) -> int:
         print(f"wrote {args.baseline}: {len(baseline['scores'])} score(s)")
         return 0
     baseline = read_baseline(Path(args.baseline))
-    checked, findings = compare_to_baseline(baseline, records, args.tolerance)
-    ok, text = report(checked, findings)
+    mode = choose_mode(baseline, Path(args.baseline), args.mode)
+    checked, findings = compare_to_baseline(baseline, records, args.tolerance, mode)
+    ok, text = report(checked, findings, mode)
     print(text)
     return 0 if ok else 1
 
 
 def cmd_compare(args) -> int:
     from harness.records import load_records
-    from leaderboard.compare import compare, table, to_json
-    from leaderboard.table import latest_records, requested_protocol
+    from leaderboard.compare import compare, resampled_metrics, table, to_json
+    from leaderboard.table import check_one_config_per_cell, grid_records, latest_records, requested_protocol
 
-    records = latest_records([r for r in load_records(Path(args.results)) if r.bias_type == args.bias_type
-                              and (args.protocol is None or requested_protocol(r) == args.protocol)])
+    records = load_records(Path(args.results))
+    if args.config:
+        records = grid_records(records, args.config, args.results)
+    records = [r for r in records if r.bias_type == args.bias_type
+               and (args.protocol is None or requested_protocol(r) == args.protocol)]
+    benchmark = resampled_metrics().get(args.metric, (None,))[0]  # an unknown metric is compare()'s error
+    check_one_config_per_cell([r for r in records if r.variant in (args.a, args.b) and r.benchmark == benchmark],
+                              args.results)
+    records = latest_records(records)
     rows = compare(records, args.a, args.b, args.metric, models=args.models, resamples=args.resamples,
                    seed=args.seed)
     print(to_json(rows) if args.json else table(rows, args.a, args.b))
@@ -221,7 +256,7 @@ def register(subparsers) -> None:
     parser.add_argument("--readme", metavar="FILE", help="also put the Markdown leaderboard between FILE's markers")
     parser.add_argument("--bias", help="bias columns, comma-separated (default ss,seat; also crows)")
     parser.add_argument("--variants", help="configured variant order (ties rank earlier ones lower), comma-separated")
-    parser.add_argument("--config", help="take the variant order from this experiment config")
+    parser.add_argument("--config", help="only the records of this experiment config's grid, in its variant order")
     parser.add_argument("--all-metrics", action="store_true",
                         help="per-model table: every metric, not only headline ones")
     _add_interval_flags(parser)
@@ -235,7 +270,7 @@ def register_plot(subparsers) -> None:
     parser.add_argument("-o", "--output", default="results/tables/figures", help="folder for the PNGs")
     parser.add_argument("--bias", help="bias columns, comma-separated (default ss,seat; also crows)")
     parser.add_argument("--variants", help="configured variant order, comma-separated")
-    parser.add_argument("--config", help="take the variant order from this experiment config")
+    parser.add_argument("--config", help="only the records of this experiment config's grid, in its variant order")
     _add_interval_flags(parser)
     parser.set_defaults(func=cmd_plot)
 
@@ -248,6 +283,10 @@ def register_check(subparsers) -> None:
     parser.add_argument("--tolerance", type=_non_negative_float,
                         help="absolute tolerance (default: the baseline's 95%% CI; exact for scores without a CI)")
     parser.add_argument("--config", help="with --update: record only this experiment grid")
+    parser.add_argument("--mode", choices=("exact", "cross-machine"),
+                        help="exact: float tolerances, for bit-identical inputs (the same machine kind); "
+                             "cross-machine: per-example scores paired, for runs made elsewhere (default: the "
+                             "baseline's default_mode; docs/regression-check.md)")
     parser.set_defaults(func=cmd_check)
 
 
@@ -258,7 +297,9 @@ def register_compare(subparsers) -> None:
     parser.add_argument("--metric", default="ss", help="ss, lms, icat (StereoSet), crows or seat (default ss)")
     _add_selection(parser)
     parser.add_argument("--model", dest="models", action="append", help="only this model (repeatable)")
+    parser.add_argument("--config", help="only the records of this experiment config's grid")
     parser.add_argument("--resamples", type=_positive_int, default=10_000, help="bootstrap resamples (default 10000)")
-    parser.add_argument("--seed", type=int, help="records of this seed (default: each variant's lowest seed)")
+    parser.add_argument("--seed", type=non_negative_int,
+                        help="records of this seed (default: each variant's lowest seed)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     parser.set_defaults(func=cmd_compare)

@@ -148,7 +148,8 @@ def test_update_keeps_the_measured_rules_and_bad_rules_are_one_line_errors(setup
 
 def test_measured_spread_gives_the_rules(tmp_path):
     from harness.records import load_records
-    from leaderboard.check import SPREAD_FACTOR, SPREAD_FLOOR, measure_spread, tolerance_rule
+    from leaderboard.check import tolerance_rule
+    from leaderboard.spread import SPREAD_FACTOR, SPREAD_FLOOR, measure_spread
 
     grids = {}
     for name, shift in (("one", 0.0), ("two", 0.2), ("three", -0.1)):
