@@ -12,7 +12,7 @@ from statistics import mean
 
 import pandas as pd
 
-from harness.records import STATUS_NOT_APPLICABLE, RunRecord, load_records
+from harness.records import STATUS_NOT_APPLICABLE, RunRecord, load_records, slug
 from leaderboard.flags import MARK, unconverged
 
 NOT_APPLICABLE = "–"
@@ -109,14 +109,58 @@ def requested_protocol(rec: RunRecord) -> str:
     return str(rec.config.get("protocol", rec.protocol))
 
 
+def grid_records(records: list[RunRecord], config: str | Path, results_dir: str | Path) -> list[RunRecord]:
+    """The records of the grid ``config`` describes: those whose config hash is one of its expanded runs'."""
+    from harness.config import expand, load_config
+    from harness.errors import HarnessError
+
+    grid = load_config(config)
+    hashes = {spec.config_hash for spec in expand(grid)}
+    chosen = [r for r in records if r.config_hash in hashes]
+    if not chosen:
+        raise HarnessError(f"no records of config {config} ({grid.name}) under {results_dir}",
+                           f"run it first (gradiend-bench run {config} --results {results_dir}) or pass the "
+                           "config of the grid that wrote the records")
+    return chosen
+
+
+def record_file(rec: RunRecord) -> str:
+    """Where ``rec`` lies inside its results folder (as harness.records.record_path names it)."""
+    return f"{slug(rec.model)}/{slug(rec.variant)}/{slug(rec.benchmark)}__seed{rec.seed}__{rec.config_hash[:12]}.json"
+
+
+def check_one_config_per_cell(records: list[RunRecord], results_dir: str | Path) -> None:
+    """Refuse records of several configs for one (model, variant, benchmark, seed): which of them a table or a
+    comparison should use is the user's choice (``--config``), not the newest file's."""
+    from harness.errors import HarnessError
+
+    cells: dict[tuple, dict[str, RunRecord]] = defaultdict(dict)
+    for rec in records:
+        cells[(rec.model, rec.variant, rec.benchmark, rec.seed)].setdefault(rec.config_hash, rec)
+    conflicts = [(cell, list(found.values())) for cell, found in cells.items() if len(found) > 1]
+    if not conflicts:
+        return
+    (model, variant, benchmark, seed), clashing = conflicts[0]
+    named = [f"{record_file(r)} (config {r.config.get('experiment', '?')})" for r in clashing]
+    named = ", ".join(named[:-1]) + " and " + named[-1]
+    more = f"; {len(conflicts) - 1} more cell(s) like it" if len(conflicts) > 1 else ""
+    raise HarnessError(f"{results_dir} holds records of {len(clashing)} different configs for {model} / {variant} / "
+                       f"{benchmark} / seed {seed}: {named}{more}",
+                       "pass --config CONFIG to use only the records of that grid (or delete the records you no "
+                       "longer want)")
+
+
 def select_records(results_dir: str | Path, bias_type: str = "gender", models: list[str] | None = None,
-                   protocol: str | None = None) -> list[RunRecord]:
-    """Newest record per cell among those of one bias type (and requested protocol, and models, when given)."""
+                   protocol: str | None = None, config: str | Path | None = None) -> list[RunRecord]:
+    """The records of one bias type (and requested protocol, and models, when given), one per cell: those of the
+    grid ``config`` when given, else all of them, which must then hold one config per cell."""
     from harness.errors import HarnessError
 
     records = load_records(Path(results_dir))
     if not records:
         raise HarnessError(f"no run records under {results_dir}", "run a grid first: gradiend-bench run CONFIG")
+    if config is not None:
+        records = grid_records(records, config, results_dir)
     chosen = [r for r in records if r.bias_type == bias_type and (not models or r.model in models)
               and (protocol is None or requested_protocol(r) == protocol)]
     if not chosen:
@@ -124,22 +168,34 @@ def select_records(results_dir: str | Path, bias_type: str = "gender", models: l
         raise HarnessError(f"no records for bias type '{bias_type}'" + (f", protocol '{protocol}'" if protocol else "")
                            + (f" and models {', '.join(models)}" if models else "") + f" under {results_dir}",
                            "records exist for: " + ", ".join(f"{m} ({b}, {p})" for m, b, p in have))
-    return latest_records(chosen)
+    check_one_config_per_cell(chosen, results_dir)
+    return latest_records(chosen)  # one record per cell even where a record file was copied under another name
+
+
+def check_variants(records: list[RunRecord], variants: list[str], flag: str = "--variants") -> None:
+    """Every variant of a ``--variants`` order must be one the records have (a typo would silently be ignored)."""
+    from harness.errors import HarnessError
+
+    have = list(dict.fromkeys(r.variant for r in records))
+    unknown = [v for v in variants if v not in have]
+    if unknown:
+        raise HarnessError(f"{flag} names variant(s) {', '.join(repr(v) for v in unknown)} that no selected record "
+                           "has", f"use the records' variants: {', '.join(sorted(have))}")
 
 
 def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False, *, bias_type: str = "gender",
            models: list[str] | None = None, bias: tuple[str, ...] | None = None, order: list[str] | None = None,
            protocol: str | None = None, intervals: bool = True, replicates: int = 1000, seed: int = 0,
-           rank_input: str = "point", latex_intervals: bool = False) -> str:
+           rank_input: str = "point", latex_intervals: bool = False, config: str | Path | None = None) -> str:
     """The leaderboard of the records under ``results_dir`` in one of :data:`FORMATS` (with bootstrap intervals
-    unless ``intervals`` is off; see :mod:`leaderboard.bootstrap`)."""
+    unless ``intervals`` is off; see :mod:`leaderboard.bootstrap`); ``config``: only that grid's records."""
     from tabulate import tabulate
 
     from leaderboard import export, html
     from leaderboard.bootstrap import build_board
     from leaderboard.ranking import DEFAULT_BIAS
 
-    records = select_records(results_dir, bias_type, models, protocol)
+    records = select_records(results_dir, bias_type, models, protocol, config)
     if fmt == "long-csv":
         return score_frame(records).to_csv(index=False)
     from leaderboard.ranking import variant_order

@@ -141,16 +141,21 @@ def test_readme_markers_are_replaced_and_nothing_else(results, tmp_path, capsys)
     assert "lacks one pair of leaderboard markers" in capsys.readouterr().err
 
 
-def test_protocol_filter_picks_records_before_the_newest_per_cell(tmp_path, capsys):
+def test_protocol_filter_picks_records_before_the_one_config_per_cell_check(tmp_path, capsys):
     from leaderboard_records import make_record, write
 
     old = make_record("m", "base", "stereoset", {"ss": 60.0, "lms": 80.0})
     new = make_record("m", "base", "stereoset", {"ss": 52.0, "lms": 90.0}, seed=0)
     new.protocol, new.config_hash, new.started_at = "full", "f" * 64, "2026-02-01T00:00:00+00:00"
     write(tmp_path, old), write(tmp_path, new)
+    # two configs' records of one cell: the newest is not silently taken
     assert main(["leaderboard", "--no-intervals",
+                 "--results", str(tmp_path), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert "2 different configs for m / base / stereoset / seed 0" in err and "--config CONFIG" in err
+    assert main(["leaderboard", "--no-intervals", "--protocol", "full",
                  "--results", str(tmp_path), "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith(",90.000000,NA,,NA,,1,")  # newest record: full
+    assert capsys.readouterr().out.splitlines()[1].endswith(",90.000000,NA,,NA,,1,")
     assert main(["leaderboard", "--no-intervals",
                  "--results", str(tmp_path), "--format", "csv", "--protocol", "cpu"]) == 0
     assert capsys.readouterr().out.splitlines()[1].endswith(",80.000000,NA,,NA,,1,")
