@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from harness import RECORD_SCHEMA_VERSION
 from harness.errors import HarnessError
@@ -30,8 +30,23 @@ from harness.keys import stable_key
 PROTOCOLS = ("cpu", "full")
 BIAS_TYPES = ("gender", "race", "religion")
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
-# strict: YAML's `true` is not seed 1, "3" is not 3
-Seed = Annotated[int, Field(strict=True, ge=0)]
+# The run seed goes as it is to numpy (np.random.seed) and scikit-learn (random_state), which take at most
+# 2**32 − 1. The seeds methods derive from it — GRADIEND's training seeds s + k·len(seeds) and mask seeds k + i,
+# CDA/Dropout's pre-training k + 1 and k + 7919 — go only to torch generators and random.Random, which take
+# 64-bit seeds (or any string), so they stay in range under this bound (GRADIEND's own `seeds` have it too).
+SEED_MAX = 2**32 - 1
+
+
+def _seed_in_range(seed: int) -> int:
+    if seed > SEED_MAX:
+        raise ValueError(f"seed {seed} is above {SEED_MAX} (2**32 − 1), the largest seed numpy and scikit-learn take "
+                         "(the seeds GRADIEND, CDA and Dropout derive from it stay within torch's 64-bit range "
+                         f"below it); use a seed from 0 to {SEED_MAX}")
+    return seed
+
+
+# strict: YAML's `true` is not seed 1, "3" is not 3. A bound never changes a valid seed, so no config hash moves.
+Seed = Annotated[int, Field(strict=True, ge=0), AfterValidator(_seed_in_range)]
 
 
 class Component(BaseModel):
@@ -76,8 +91,18 @@ class ExperimentConfig(BaseModel):
 
     @field_validator("variants", "benchmarks")
     @classmethod
-    def _normalise(cls, items: list[str | Component]) -> list[Component]:
-        return [Component(name=i) if isinstance(i, str) else i for i in items]
+    def _normalise(cls, items: list[str | Component], info: ValidationInfo) -> list[Component]:
+        components = [Component(name=i) if isinstance(i, str) else i for i in items]
+        # records are found by (model, variant, benchmark, seed): a name listed twice either computes the same runs
+        # twice or, with other options, writes two records for each cell that no table can tell apart
+        names = [c.name for c in components]
+        repeated = next((n for n in names if names.count(n) > 1), None)
+        if repeated is not None:
+            where = " and ".join(f"{info.field_name}[{i}]" for i, n in enumerate(names) if n == repeated)
+            kind = info.field_name[:-1]
+            raise ValueError(f"{kind} '{repeated}' is listed twice ({where}); list each {kind} once (other options "
+                             "of it belong in a second config)")
+        return components
 
     @field_validator("seeds")
     @classmethod

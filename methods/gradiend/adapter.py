@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from harness.api import RunContext, WeightChangingMethod
 from harness.atomic import write_json_atomic
+from harness.config import SEED_MAX
 from harness.models.interface import LanguageModel
 from harness.options import Option
 from harness.registry import register_method
@@ -60,7 +61,8 @@ class _Gradiend(WeightChangingMethod):
         # fraction of weights kept (≥ 1: all), "auto" (fit the memory budget) or null (all)
         "pre_prune": Option(float, "auto", above=0, special=("auto",), allow_none=True),
         "post_prune": Option(float, None, above=0, allow_none=True),
-        "seeds": Option(list, [0, 1, 2], items=Option(int, 0, minimum=0), min_items=1, unique=True),
+        # at most SEED_MAX like the run seed, so the derived training seeds s + k·len(seeds) fit torch's 64 bits
+        "seeds": Option(list, [0, 1, 2], items=Option(int, 0, minimum=0, maximum=SEED_MAX), min_items=1, unique=True),
         # null: the reference's rate for the family (1e-4 Llama architecture, else 1e-5)
         "lr": Option(float, None, above=0, allow_none=True),
         "max_steps": Option(int, None, minimum=1, allow_none=True),
