@@ -191,12 +191,14 @@ def cmd_run(args) -> int:
         ARTIFACTS_ENV,
         RUN_CACHE_ENV,
         artifacts_root,
+        check_run_flags,
         default_cache_dir,
         describe_plan,
         run_cache_dir,
         run_experiment,
     )
 
+    check_run_flags(args.jobs, args.backend, args.scheduler)
     config = load_config(args.config)
     results = Path(args.results or config.results_dir)
     fix = "pass --results with a writable folder (or set results_dir in the config)"

@@ -28,6 +28,8 @@ from harness.records import STATUS_NOT_APPLICABLE, RunRecord, is_complete, recor
 
 log = logging.getLogger(__name__)
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
+# distributed's comm schemes; an address without one is tcp (distributed.comm.addressing)
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
 # The run cache (method fits, pooled features); distinct from GRADIEND_BENCH_CACHE (downloads: models, data, wheels)
 RUN_CACHE_ENV = "GRADIEND_BENCH_RUN_CACHE"
 ARTIFACTS_ENV = "GRADIEND_BENCH_ARTIFACTS"
@@ -78,6 +80,40 @@ def artifact_dir(results_dir: Path, spec: RunSpec, root: str | Path | None = Non
     """One run's folder for large outputs: ``<artifacts root>/<the record's path without .json>``."""
     relative = record_path(results_dir, spec).relative_to(results_dir).with_suffix("")
     return Path(root or artifacts_root(results_dir)) / relative
+
+
+def check_run_flags(jobs: int = 1, backend: str = "loky", scheduler: str | None = None) -> None:
+    """``--jobs``, ``--backend`` and ``--scheduler`` (``run_experiment``'s jobs, backend and scheduler): checked by
+    ``run`` before it prints the plan (so ``--dry-run`` finds a bad one) and again by :func:`run_experiment`."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise HarnessError(f"--jobs must be an integer ≥ 1, got {jobs!r}", "pass --jobs 1 or more")
+    if backend not in BACKENDS:
+        raise HarnessError(f"unknown backend '{backend}'", f"choose one of: {', '.join(BACKENDS)}")
+    if backend == "dask" and not scheduler:
+        raise HarnessError("backend 'dask' needs a scheduler address", "pass --scheduler tcp://HOST:PORT")
+    if scheduler and backend != "dask":
+        raise HarnessError(f"--scheduler {scheduler} is only read by --backend dask, but the backend is '{backend}'",
+                           "add --backend dask, or drop --scheduler")
+    if scheduler:
+        check_scheduler_address(scheduler)
+
+
+def check_scheduler_address(address: str) -> None:
+    """A dask scheduler address as distributed reads it: ``[SCHEME://]HOST:PORT`` (``inproc://NAME``)."""
+    scheme, sep, location = address.partition("://")
+    if not sep:
+        scheme, location = "tcp", address
+    fix = "write it as tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786 (the address `dask scheduler` prints)"
+    if scheme not in SCHEDULER_SCHEMES:
+        raise HarnessError(f"--scheduler {address!r} has the unknown scheme '{scheme}' (known: "
+                           f"{', '.join(SCHEDULER_SCHEMES)})", fix)
+    if scheme == "inproc":
+        if not location:
+            raise HarnessError(f"--scheduler {address!r} names no in-process scheduler", fix)
+        return
+    host, colon, port = location.rpartition(":")
+    if not colon or not host.strip("[]") or "/" in location or not port.isdigit() or not 0 < int(port) < 65536:
+        raise HarnessError(f"--scheduler {address!r} is not HOST:PORT with a port from 1 to 65535", fix)
 
 
 def group_runs(specs: list[RunSpec]) -> list[list[RunSpec]]:
@@ -225,12 +261,7 @@ def run_experiment(config: ExperimentConfig, *, results_dir: str | Path | None =
     as :func:`artifacts_root` (resolved here, once, so workers on other machines use what this process chose)."""
     import joblib
 
-    if backend not in BACKENDS:
-        raise HarnessError(f"unknown backend '{backend}'", f"choose one of: {', '.join(BACKENDS)}")
-    if backend == "dask" and not scheduler:
-        raise HarnessError("backend 'dask' needs a scheduler address", "pass --scheduler tcp://HOST:PORT")
-    if jobs < 1:
-        raise HarnessError(f"--jobs must be at least 1, got {jobs}", "pass --jobs 1 or more")
+    check_run_flags(jobs, backend, scheduler)
     results = Path(results_dir or config.results_dir)
     cache = str(run_cache_dir(results, cache_dir))
     artifacts = str(artifacts_root(results, artifacts_dir))
