@@ -115,12 +115,30 @@ def load_records(results_dir: Path) -> list[RunRecord]:
     return [read_record(p) for p in iter_record_paths(results_dir)]
 
 
+def expects_per_example(benchmark: str) -> bool:
+    """True for a benchmark whose records carry per-example scores: one that declares a metric the leaderboard and
+    ``compare`` recompute from them (:class:`harness.metrics.Metric` with a ``statistic``; StereoSet, SEAT, CrowS).
+    GLUE, SuperGLUE and lm-quality declare none, and a benchmark not installed here cannot be checked."""
+    from harness.registry import get_benchmark
+
+    try:
+        declared = get_benchmark(benchmark).metrics
+    except HarnessError:
+        return False
+    return any(metric.statistic is not None for metric in declared)
+
+
 def is_complete(results_dir: Path, spec: RunSpec) -> bool:
-    """True when a readable record with the same config hash exists (a corrupt one is redone)."""
+    """True when a readable record with the same config hash exists (a corrupt one is redone) and, when it
+    scored a benchmark with per-example scores, holds them: without them the leaderboard and ``compare`` cannot
+    use it, so ``run`` recomputes it."""
     path = record_path(results_dir, spec)
     if not path.is_file():
         return False
     try:
-        return read_record(path).config_hash == spec.config_hash
+        record = read_record(path)
     except HarnessError:
         return False
+    if record.config_hash != spec.config_hash:
+        return False
+    return not (record.status == STATUS_OK and record.per_example is None and expects_per_example(spec.benchmark))

@@ -27,8 +27,7 @@ from harness.examples import Examples
 from harness.records import RunRecord
 from harness.stats import p_two_sided, percentile_interval, point, resample_weights
 
-RERUN = ("re-run it: `gradiend-bench run CONFIG` recomputes records whose benchmark version changed "
-         "(`--force` for the rest)")
+RERUN = "re-run its grid: `gradiend-bench run CONFIG` recomputes the records that lack per-example scores"
 
 
 def resampled_metrics() -> dict[str, tuple[str, object]]:
