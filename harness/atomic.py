@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,28 +23,52 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+# errors of a write that has no room (the OS names no file with them)
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _name_the_file(exc: OSError, path: Path) -> None:
+    """A failed write's own OSError often names no file (a full disk fails in write() or fsync()); name the one
+    being written, so the one-line error at the CLI says where."""
+    if exc.filename is None:
+        exc.filename = str(path)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    """Write to a temporary file beside ``path``, fsync, then rename over it. A failure (a full disk, an
+    interrupt) removes the temporary file and leaves ``path`` as it was; its OSError names ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_file(path)
+    except OSError as exc:
+        _name_the_file(exc, path)
+        raise
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, _default_mode())  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            _name_the_file(exc, path)
         raise
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A new ``.<name>.<random>.tmp`` beside ``path``, created with mode 0o666 so that the kernel applies the
+    umask: the file gets the mode any new file would (mkstemp's 0600 would make shared results private, and
+    reading the umask means setting it, which races with other threads)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -93,10 +118,17 @@ def remove_stale_scratch(parent: Path) -> list[Path]:
 
 
 def _scratch(final: Path, tag: str = "") -> Path:
-    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.owner-{_host()}-{os.getpid()}.{tag}",
-                                    suffix=".partial", dir=final.parent))
-    os.chmod(scratch, 0o777 & ~os.umask(os.umask(0)))  # mkdtemp makes 0700; caches are meant to be shared
-    return scratch
+    """A new scratch folder beside ``final``, made with mode 0o777 so that the kernel applies the umask: once
+    swapped in, the entry has the mode any new folder would have (mkdtemp's 0700 would hide a shared cache
+    from its other users; forcing 0o777 would let anyone rewrite it)."""
+    for _ in range(100):
+        scratch = final.parent / f".{final.name}.owner-{_host()}-{os.getpid()}.{tag}{secrets.token_hex(4)}.partial"
+        try:
+            os.mkdir(scratch, 0o777)
+            return scratch
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused scratch folder name", str(final))
 
 
 @contextlib.contextmanager
@@ -114,6 +146,10 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     try:
         yield scratch
         _swap_in(scratch, final)
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:  # a full disk while the entry was built: say which entry
+            _name_the_file(exc, final)
+        raise
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)

@@ -7,9 +7,12 @@ Other packages add sub-commands through the ``gradiend_bench.commands`` entry-po
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -291,21 +294,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch system's time limit), raised like Ctrl-C in the main thread so that every
+    ``finally`` and ``with`` block runs: temporary files are removed and locks released; records are written to
+    a temporary file and renamed, so each one is whole or absent."""
+
+
+def _terminate_like_interrupt():
+    """Turn SIGTERM into :class:`Terminated` while ``main`` runs; returns the function that restores the old
+    handler. Only the main thread may set handlers (``main`` called from another thread keeps the default)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        if os.getpid() != owner:  # a forked worker (multiprocessing backend) dies as it would without us
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+
 def main(argv: list[str] | None = None) -> int:
-    _quiet_libraries()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    restore = lambda: None  # noqa: E731 - replaced as soon as the handler is set
     try:
+        restore = _terminate_like_interrupt()
+        _quiet_libraries()
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except HarnessError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a path the user chose that cannot be read or written: one line, no traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}. Check that the path exists, is the right kind (file or "
-              "folder) and is writable, or choose another one.", file=sys.stderr)
+        fix = ("Free space on that file system (or choose a folder on another one) and run the command again"
+               if exc.errno in _NO_ROOM else "Check that the path exists, is the right kind (file or folder) and "
+               "is writable, or choose another one")
+        print(f"error: {exc.strerror or exc}{where}. {fix}.", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; finished records are kept and `gradiend-bench run` resumes from them",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}; finished records are kept and "
+              "`gradiend-bench run` resumes from them", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
+    finally:
+        restore()
