@@ -141,13 +141,30 @@ def parse_feature(raw: object, source: str = "<spec>") -> FeatureSpec:
         numbers[key] = value
     next_words = raw.get("next_words")
     if next_words is not None:
-        next_words = tuple(w.lower() for w in _words(next_words, "next_words", fail))
+        next_words = tuple(w.lower() for w in _words(next_words, "next_words", fail, "next_words"))
     corpus = raw.get("corpus", "corpus-en")
     if not isinstance(corpus, str):
         raise fail(f"corpus must be a data-catalog name, not {corpus!r}", "write e.g. `corpus: corpus-en`")
+    _check_corpus(corpus, fail)
     return FeatureSpec(name.strip(), classes, lexicon, mining, numbers["min_words"], numbers["min_left_words"],
                        next_words, _render(raw.get("render"), fail), objective, corpus,
                        _splits(raw.get("splits"), fail), str(raw.get("description", "")).strip(), source)
+
+
+def _check_corpus(name: str, fail) -> None:
+    """The corpus must be a catalog data set of documents (``.txt`` files): checked when the spec is read, because
+    the data step reads it only after the model has loaded (or been built, for a recipe zoo model)."""
+    from harness.data.catalog import catalog
+
+    entries = catalog().entries
+    corpora = sorted(n for n, e in entries.items()
+                     if any(f.endswith(".txt") and not f.upper().startswith(("LICENSE", "README")) for f in e.files))
+    if name not in entries:
+        raise fail(f"corpus '{name}' is not a data set of the data catalog",
+                   f"use one of the catalog's corpora: {', '.join(corpora)} (`gradiend-bench data list`)")
+    if name not in corpora:
+        raise fail(f"corpus '{name}' has no .txt documents, so it is not a corpus",
+                   f"use one of the catalog's corpora: {', '.join(corpora)}")
 
 
 def _choice(raw: dict, key: str, default: str, allowed: tuple[str, ...], fail) -> str:
@@ -157,8 +174,14 @@ def _choice(raw: dict, key: str, default: str, allowed: tuple[str, ...], fail) -
     return value
 
 
-def _words(value: object, where: str, fail) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
+def _words(value: object, where: str, fail, key: str) -> tuple[str, ...]:
+    """``key`` (``words``, ``next_words``) of ``where`` as a list of single words."""
+    if value is not None and not isinstance(value, list):  # `words: is` reads as the string "is", not as [is]
+        shown = f"the string {value!r}" if isinstance(value, str) else repr(value)
+        example = value if isinstance(value, str) and value.strip() else "a, b"
+        owner = "" if where == key else f" of {where}"
+        raise fail(f"key '{key}'{owner} must be a list of words, not {shown}", f"write `{key}: [{example}]`")
+    if not value:
         raise fail(f"{where} has no words", f"give {where} a non-empty list of words")
     for word in value:
         if not isinstance(word, str) or not word.strip() or any(ch.isspace() for ch in word.strip()):
@@ -182,7 +205,7 @@ def _classes(value: object, fail) -> tuple[tuple[ClassSpec, ...], str | None]:
         cls_name = entry.get("name")
         if not isinstance(cls_name, str) or not cls_name:
             raise fail(f"class {i + 1} has no name", "give every class a `name:`")
-        classes.append(ClassSpec(cls_name, _words(entry.get("words"), f"class '{cls_name}'", fail)))
+        classes.append(ClassSpec(cls_name, _words(entry.get("words"), f"class '{cls_name}'", fail, "words")))
     shared = {w.lower() for w in classes[0].words} & {w.lower() for w in classes[1].words}
     if shared:
         raise fail(f"word '{sorted(shared)[0]}' is in both classes", "a word may belong to one class only")
