@@ -6,10 +6,13 @@ records give byte-identical files. A cell built on a GRADIEND that did not conve
 footnote; the CSV keeps its numbers and lists such cells' column names in its column ``unconverged``.
 
 When the board carries bootstrap intervals (``board.replicates`` set, :mod:`leaderboard.bootstrap`), cells read
-``0.72 [0.55, 0.86]``, a ``P(>base)`` column follows, names of variants not distinguishable from the base model
-get :data:`SAME`, and the CSV gains ``<column>_lo``/``<column>_hi`` after every numeric column plus
-``p_better_than_base`` and ``distinguishable_from_base`` at the end (LaTeX only with ``intervals=True``).
-Without intervals every export is as it was before intervals existed.
+``0.72 [0.55, 0.86]``, a ``P(>base)`` column follows (3 decimals: the thresholds 0.025 and 0.975 have three),
+names of variants not distinguishable from the base model get :data:`SAME` and those whose verdict is borderline
+(P(>base) within the Monte-Carlo guard band of a threshold) get :data:`BORDERLINE`; the notes state the rule,
+the replicate counts and the largest Monte-Carlo standard error of a shown P(>base). The CSV gains
+``<column>_lo``/``<column>_hi`` after every numeric column plus ``p_better_than_base``,
+``distinguishable_from_base``, ``p_better_mc_se``, ``p_better_replicates`` and ``verdict`` at the end (LaTeX
+only with ``intervals=True``). Without intervals every export is as it was before intervals existed.
 
 Quality cells whose records carry a floor (GLUE/SuperGLUE: what a constant answer scores, averaged over the same
 models) read ``49.35 (floor 36.97)`` in Markdown, text and HTML, and the CSV gains ``<column>_floor`` after the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 
 from leaderboard.flags import FOOTNOTE, FOOTNOTE_LATEX, MARK
@@ -30,7 +34,9 @@ DASH = "–"  # not applicable (the paper's dash)
 MINUS = "−"  # typographic minus for signed differences
 CHECK, CROSS = "✓", "✗"
 SAME = "≈"  # after a variant's name: its Mean is not distinguishable from the base model's
+BORDERLINE = "?"  # after a variant's name: P(>base) lies within the Monte-Carlo guard band of a threshold
 P_BETTER = "P(>base)"
+P_DIGITS = 3  # decimals of a shown P(>base)
 PER_MODEL_HEADING = "### Scores per model"  # the Markdown section after the board
 
 
@@ -99,8 +105,16 @@ def indistinct(board: Leaderboard, row: Row) -> bool:
     return has_intervals(board) and row.distinguishable(board.confidence) is False
 
 
+def borderline(board: Leaderboard, row: Row) -> bool:
+    """Whether the row's verdict is borderline: P(>base) too close to a threshold to call (see
+    :class:`leaderboard.bootstrap.VerdictRule`)."""
+    return has_intervals(board) and row.verdict == "borderline"
+
+
 def name_text(board: Leaderboard, row: Row) -> str:
-    return f"{row.name} {SAME}" if indistinct(board, row) else row.name
+    if indistinct(board, row):
+        return f"{row.name} {SAME}"
+    return f"{row.name} {BORDERLINE}" if borderline(board, row) else row.name
 
 
 def any_marked(board: Leaderboard) -> bool:
@@ -134,7 +148,7 @@ def cell_text(cell, col: Column, arrows: bool = True, bounds: tuple[float, float
         return DASH
     if col.kind == "flag":
         return CHECK if cell else CROSS
-    text = fmt_number(cell, signed=col.kind == "delta")
+    text = fmt_number(cell, digits=P_DIGITS if col.kind == "p" else 2, signed=col.kind == "delta")
     if bounds is not None:
         text += " " + interval_text(bounds, signed=col.kind == "delta")
     if col.kind == "delta" and arrows and float(f"{cell:.2f}") != 0:
@@ -237,18 +251,16 @@ def floor_notes(board: Leaderboard) -> str:
 
 
 def interval_notes(board: Leaderboard) -> str:
-    """What the brackets, P(>base) and ≈ mean (empty without intervals)."""
+    """What the brackets, P(>base), its Monte-Carlo error and the marks mean (empty without intervals)."""
     if not has_intervals(board):
         return ""
     from leaderboard.compare import resampled_metrics
 
-    tail = (1 - board.confidence) / 2
     text = (f" [low, high] = {board.confidence:.0%} percentile interval over {board.replicates} paired-bootstrap "
             "replicates (per model, the examples are resampled once and shared by all variants; a variant's seeds "
             "are resampled within it), in which ranks and Mean are recomputed; "
             f"{P_BETTER} = share of replicates in which the variant's Mean is above the base model's (ties count "
-            f"half), and {SAME} after a name = not distinguishable from the base model ({P_BETTER} between "
-            f"{tail:g} and {1 - tail:g}).")
+            f"half), {verdict_notes(board)}")
     if board.rank_input == "bootstrap-mean":
         text += " Ranks are computed from the mean of each score's replicates, not from its point estimate."
     resampled = resampled_metrics()
@@ -257,6 +269,55 @@ def interval_notes(board: Leaderboard) -> str:
     if own:
         text += (f" {', '.join(own)}: the records' own CIs averaged over models (no per-example scores to "
                  "resample).")
+    return text
+
+
+def _verdict_numbers(board: Leaderboard) -> dict:
+    """The replicate counts, guard band and bounds behind the verdicts (a board built without the adaptive
+    stage, e.g. by hand: the replicates of the intervals and no guard band)."""
+    drawn = board.p_replicates or board.replicates
+    z = board.guard_z or 0.0
+    low, high = (1 - board.confidence) / 2, 1 - (1 - board.confidence) / 2
+    se_t = math.sqrt(low * (1 - low) / drawn)
+    band = z * se_t
+    shown = [r.p_se if r.p_se is not None else math.sqrt(r.p_better * (1 - r.p_better) / drawn)
+             for r in board.rows if r.p_better is not None]
+    return dict(first=board.replicates, drawn=drawn, most=board.max_replicates or drawn, z=z, low=low, high=high,
+                se_t=se_t, band=band, se_max=max(shown, default=0.0))
+
+
+def _g(x: float) -> str:
+    """A probability bound: 4 decimals, trailing zeros dropped (0.025, 0.9781)."""
+    return f"{x:.4f}".rstrip("0").rstrip(".")
+
+
+def _se(x: float) -> str:
+    """A standard error to two significant digits (0.00062, 0.0020; 0 as 0)."""
+    return "0" if x <= 0 else f"{x:.{max(0, 1 - math.floor(math.log10(x)))}f}"
+
+
+def verdict_notes(board: Leaderboard) -> str:
+    """How many replicates P(>base) rests on, its Monte-Carlo error, and what ≈, ? and no mark mean."""
+    n = _verdict_numbers(board)
+    low, high, band, z = n["low"], n["high"], n["band"], n["z"]
+    if n["most"] > n["first"]:
+        drawn = (f"over {n['drawn']} replicates (the first {n['first']} doubled until every variant's {P_BETTER} "
+                 f"lay more than {z:g} Monte-Carlo standard errors from {_g(low)} and {_g(high)}, at most "
+                 f"{n['most']})")
+    else:
+        drawn = f"over the same {n['drawn']} replicates"
+    text = (f"{drawn}; its Monte-Carlo standard error sqrt(P(1 − P)/B) is at most {_se(n['se_max'])} here "
+            f"({_se(n['se_t'])} at a threshold). ")
+    if z:
+        text += (f"Verdicts against the base model, with a guard band of {z:g} × {_se(n['se_t'])} = {band:.4f}: "
+                 f"no mark = distinguishable ({P_BETTER} ≥ {_g(high + band)} or ≤ {_g(low - band)}); {SAME} after a "
+                 f"name = not distinguishable ({P_BETTER} between {_g(low + band)} and {_g(high - band)}); "
+                 f"{BORDERLINE} = borderline: {P_BETTER} within the guard band of {_g(low)} or {_g(high)}, too close "
+                 "to the threshold to call at this Monte-Carlo precision (such a verdict would depend on the "
+                 "bootstrap seed).")
+    else:
+        text += (f"{SAME} after a name = not distinguishable from the base model ({P_BETTER} between {_g(low)} and "
+                 f"{_g(high)}; no Monte-Carlo guard band).")
     return text
 
 
@@ -291,8 +352,12 @@ def to_text(board: Leaderboard) -> str:
         [f"{', '.join(board.protocols['probe'])}: probe = {PROBE_LABEL}."] if "probe" in board.protocols else [])
     text += "".join(f"\n{line}\n" for line in legend)
     if has_intervals(board):
+        n = _verdict_numbers(board)
         text += (f"\n[low, high]: {board.confidence:.0%} intervals over {board.replicates} paired-bootstrap "
-                 f"replicates; {SAME}: not distinguishable from the base model.\n")
+                 f"replicates; {P_BETTER} over {n['drawn']} (Monte-Carlo SE ≤ {_se(n['se_max'])}); {SAME}: not "
+                 f"distinguishable from the base model"
+                 + (f"; {BORDERLINE}: borderline (within {n['z']:g} Monte-Carlo SE of a threshold)" if n["z"] else "")
+                 + ".\n")
     return text + ("\n" + footnote() + "\n" if any_marked(board) else "")
 
 
@@ -308,8 +373,10 @@ def to_csv(board: Leaderboard) -> str:
     the row's column names (``;``-separated, in column order) whose numbers are built on an unconverged GRADIEND.
 
     With intervals, every numeric column is followed by ``<column>_lo`` and ``<column>_hi`` (empty where the cell
-    has none: the header does not depend on the data), and the row ends with ``p_better_than_base`` and
-    ``distinguishable_from_base`` (1/0; both empty for the base model and where there is no Mean). A quality column
+    has none: the header does not depend on the data), and the row ends with ``p_better_than_base``,
+    ``distinguishable_from_base`` (1/0; empty for a borderline verdict), ``p_better_mc_se`` (its Monte-Carlo
+    standard error), ``p_better_replicates`` (the replicates behind it) and ``verdict`` (distinguishable,
+    indistinguishable or borderline) — all empty for the base model and where there is no Mean. A quality column
     with floors (:func:`floored`) is followed by ``<column>_floor``."""
     with_bounds = has_intervals(board)
     cols = [c for c in columns(board) if c.kind != "p"]
@@ -319,7 +386,8 @@ def to_csv(board: Leaderboard) -> str:
         names += [column_id(c)] + ([f"{column_id(c)}_lo", f"{column_id(c)}_hi"]
                                    if with_bounds and c.kind != "flag" else [])
         names += [f"{column_id(c)}_floor"] if c in with_floor else []
-    names += ["models", "unconverged"] + (["p_better_than_base", "distinguishable_from_base"] if with_bounds else [])
+    names += ["models", "unconverged"] + (["p_better_than_base", "distinguishable_from_base", "p_better_mc_se",
+                                           "p_better_replicates", "verdict"] if with_bounds else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
@@ -339,8 +407,19 @@ def to_csv(board: Leaderboard) -> str:
         if with_bounds:
             verdict = r.distinguishable(board.confidence)
             out += [_csv_number(r.p_better), "" if verdict is None else str(int(verdict))]
+            out += _csv_verdict(board, r)
         writer.writerow(out)
     return buf.getvalue()
+
+
+def _csv_verdict(board: Leaderboard, row: Row) -> list[str]:
+    """``p_better_mc_se``, ``p_better_replicates`` and ``verdict`` (all empty where there is no P(>base))."""
+    if row.p_better is None:
+        return ["", "", ""]
+    n = _verdict_numbers(board)
+    se = row.p_se if row.p_se is not None else math.sqrt(row.p_better * (1 - row.p_better) / n["drawn"])
+    verdict = row.verdict or ("distinguishable" if row.distinguishable(board.confidence) else "indistinguishable")
+    return [_csv_number(se), str(n["drawn"]), verdict]
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -376,7 +455,8 @@ def to_latex(board: Leaderboard, intervals: bool = False) -> str:
         r"\midrule",
     ]
     for r in board.rows:
-        cells = [latex_escape(r.name) + (r" $\approx$" if show and indistinct(board, r) else "")]
+        cells = [latex_escape(r.name) + (r" $\approx$" if show and indistinct(board, r) else "")
+                 + (f" {BORDERLINE}" if show and borderline(board, r) else "")]
         for c in cols:
             v = value(r, c)
             if v is None:
@@ -386,7 +466,7 @@ def to_latex(board: Leaderboard, intervals: bool = False) -> str:
             elif c.kind == "flag":
                 text = r"\checkmark" if v else r"$\times$"
             else:
-                text = fmt_number(v, signed=c.kind == "delta", minus="$-$")
+                text = fmt_number(v, digits=P_DIGITS if c.kind == "p" else 2, signed=c.kind == "delta", minus="$-$")
                 if r.variant in best[c]:
                     text = rf"\textbf{{{text}}}"
                 if show and (bounds := interval(board, r, c)) is not None:
@@ -411,12 +491,27 @@ def to_latex(board: Leaderboard, intervals: bool = False) -> str:
 
 
 def _latex_interval_notes(board: Leaderboard) -> list[str]:
-    tail = (1 - board.confidence) / 2
+    n = _verdict_numbers(board)
+    low, high, band = n["low"], n["high"], n["band"]
+    error = rf"Monte-Carlo SE $\sqrt{{P(1-P)/B}}$ $\leq$ {_se(n['se_max'])} ({_se(n['se_t'])} at a threshold)."
     rows = [rf"[low, high]: {board.confidence * 100:.0f}\% percentile intervals over {board.replicates} "
             "paired-bootstrap replicates (per model, examples resampled once",
             "and shared by all variants; a variant's seeds resampled within it), ranks and Mean recomputed in each.",
-            r"P($>$base): share of replicates in which the variant's Mean is above the base model's;",
-            rf"$\approx$: not distinguishable from the base model (P($>$base) between {tail:g} and {1 - tail:g})."]
+            r"P($>$base): share of replicates in which the variant's Mean is above the base model's, over "
+            f"{n['drawn']} replicates"]
+    if n["most"] > n["first"]:
+        rows.append(f"(the first {n['first']}, doubled while a verdict was borderline, at most {n['most']}); "
+                    + error)
+    else:
+        rows[-1] += "; " + error
+    if n["z"]:
+        rows += [r"No mark: distinguishable from the base model (P($>$base) $\geq$ "
+                 rf"{_g(high + band)} or $\leq$ {_g(low - band)}: a guard band of {n['z']:g} SE = {band:.4f});",
+                 rf"$\approx$: not distinguishable (between {_g(low + band)} and {_g(high - band)}); "
+                 f"{BORDERLINE}: borderline, within the guard band of {_g(low)} or {_g(high)}."]
+    else:
+        rows.append(rf"$\approx$: not distinguishable from the base model (P($>$base) between {_g(low)} and "
+                    f"{_g(high)}).")
     if board.rank_input == "bootstrap-mean":
         rows.append("Ranks are computed from the mean of each score's replicates, not from its point estimate.")
     return rows

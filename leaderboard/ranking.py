@@ -165,13 +165,19 @@ class Row:
     # column id (bias/quality key, "<key>_delta", "mean") → 95 % interval (leaderboard.bootstrap)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     p_better: float | None = None  # P(Mean above the base model's) over the bootstrap replicates
+    p_se: float | None = None  # its Monte-Carlo standard error, sqrt(p(1 − p)/B)
+    # distinguishable, indistinguishable or borderline (leaderboard.bootstrap.VerdictRule); None: not bootstrapped
+    verdict: str | None = None
     # quality column key → its floor averaged over the same models as the score (where every one recorded it)
     floors: dict[str, float] = field(default_factory=dict)
 
     def distinguishable(self, confidence: float = 0.95) -> bool | None:
-        """Whether the Mean differs from the base model's at this confidence (None: not bootstrapped)."""
+        """Whether the Mean differs from the base model's at this confidence: the bootstrap's verdict where it
+        gave one (None: borderline), else P(>base) against the thresholds (None: not bootstrapped)."""
         if self.p_better is None:
             return None
+        if self.verdict is not None:
+            return {"distinguishable": True, "indistinguishable": False}.get(self.verdict)
         alpha = 1 - confidence
         return self.p_better >= 1 - alpha / 2 or self.p_better <= alpha / 2
 
@@ -195,6 +201,9 @@ class Leaderboard:
     # (model, variant, column key) → 95 % interval of the raw score (bias scores unscaled), when bootstrapped
     score_intervals: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
     replicates: int | None = None  # bootstrap replicates behind the intervals (None: no intervals)
+    p_replicates: int | None = None  # replicates behind P(>base) and the verdicts (≥ replicates: adaptive)
+    max_replicates: int | None = None  # the most the adaptive stage could have drawn
+    guard_z: float | None = None  # guard band of the verdicts, in Monte-Carlo standard errors
     confidence: float = 0.95
     rank_input: str = "point"
 

@@ -186,9 +186,11 @@ def check_variants(records: list[RunRecord], variants: list[str], flag: str = "-
 def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = False, *, bias_type: str = "gender",
            models: list[str] | None = None, bias: tuple[str, ...] | None = None, order: list[str] | None = None,
            protocol: str | None = None, intervals: bool = True, replicates: int = 1000, seed: int = 0,
-           rank_input: str = "point", latex_intervals: bool = False, config: str | Path | None = None) -> str:
+           rank_input: str = "point", latex_intervals: bool = False, config: str | Path | None = None,
+           max_replicates: int | None = None, guard_z: float | None = None) -> str:
     """The leaderboard of the records under ``results_dir`` in one of :data:`FORMATS` (with bootstrap intervals
-    unless ``intervals`` is off; see :mod:`leaderboard.bootstrap`); ``config``: only that grid's records."""
+    unless ``intervals`` is off; see :mod:`leaderboard.bootstrap`); ``config``: only that grid's records;
+    ``max_replicates``/``guard_z``: the verdict rule (default: :mod:`leaderboard.bootstrap`'s)."""
     from tabulate import tabulate
 
     from leaderboard import export, html
@@ -209,8 +211,9 @@ def render(results_dir: str | Path, fmt: str = "markdown", all_metrics: bool = F
     per_model_marked = any(cell.endswith(f" {MARK}") for row in rows for cell in row[2:])
     if fmt == "scores":
         return per_model + "\n" + ("\n" + export.footnote() + "\n" if per_model_marked else "")
+    verdicts = {k: v for k, v in (("max_replicates", max_replicates), ("guard_z", guard_z)) if v is not None}
     board = build_board(records, bias=bias or DEFAULT_BIAS, order=order, models=models, bias_type=bias_type,
-                        intervals=intervals, replicates=replicates, seed=seed, rank_input=rank_input)
+                        intervals=intervals, replicates=replicates, seed=seed, rank_input=rank_input, **verdicts)
     if fmt == "markdown":
         return export.to_markdown(board, per_model, per_model_marked)
     if fmt == "csv":
