@@ -80,7 +80,7 @@ def test_markdown_cells_show_intervals_p_better_and_the_indistinct_mark(board):
     assert cells["Variant"][-1] == "P(>base)" and cells["Variant"][3] == "Mean ↑"
     assert cells["b"][3:8] == ["0.92 [0.75, 1.00]", "0.83 [0.50, 1.00]", "1.00 [1.00, 1.00]",
                                "+1.00 [−1.10, +1.20] ↑", "81.00 [79.00, 83.00]"]
-    assert cells["b"][-1] == "0.99" and cells["c"][-1] == "0.98" and cells["a ≈"][-1] == "0.60"
+    assert cells["b"][-1] == "0.990" and cells["c"][-1] == "0.980" and cells["a ≈"][-1] == "0.600"  # 3 decimals
     assert cells["c"][5] == "–" and cells["c"][6] == "−10.00 [−12.35, −7.50] ↓"  # NA hides its interval
     # a: Δ interval whose upper end rounds to zero; GLUE with a raw interval but none for its Δ
     assert cells["a ≈"][6] == "−1.00 [−3.00, +0.00] ↓" and cells["a ≈"][8:10] == ["+2.00 ↑", "72.00 [70.50, 73.50]"]
@@ -94,7 +94,11 @@ def test_notes_say_what_intervals_and_p_better_mean(tmp_path):
     assert "95% percentile interval over 200 paired-bootstrap replicates" in text
     assert "shared by all variants" in text and "seeds are resampled within it" in text
     assert "P(>base) = share of replicates in which the variant's Mean is above the base model's" in text
-    assert "≈ after a name = not distinguishable from the base model (P(>base) between 0.025 and 0.975)" in text
+    assert ("≈ after a name = not distinguishable from the base model (P(>base) between 0.025 and 0.975; no "
+            "Monte-Carlo guard band)") in text  # a board built by hand: no adaptive stage, no band
+    # the Monte-Carlo error of P(>base): largest sqrt(p(1 − p)/B) shown (a, 0.6) and at a threshold
+    assert ("over the same 200 replicates; its Monte-Carlo standard error sqrt(P(1 − P)/B) is at most 0.035 here "
+            "(0.011 at a threshold).") in text
     assert "GLUE: the records' own CIs" in text and "point estimate" not in text
     assert "point estimate" in export.notes(known_board(tmp_path / "again", rank_input="bootstrap-mean"))
     assert "≈: not distinguishable" in export.to_text(board) and "[0.75, 1.00]" in export.to_text(board)
@@ -119,8 +123,9 @@ def test_csv_has_bounds_after_every_numeric_column_and_p_better_at_the_end(board
     header = text.splitlines()[0].split(",")
     assert header[:11] == ["variant", "name", "weight", "post", "mean", "mean_lo", "mean_hi", "ss", "ss_lo",
                            "ss_hi", "seat"]
-    assert header[-4:] == ["models", "unconverged", "p_better_than_base", "distinguishable_from_base"]
-    assert len(header) == 2 + 2 + 3 * 9 + 4 and "weight_lo" not in header
+    assert header[-7:] == ["models", "unconverged", "p_better_than_base", "distinguishable_from_base",
+                           "p_better_mc_se", "p_better_replicates", "verdict"]
+    assert len(header) == 2 + 2 + 3 * 9 + 7 and "weight_lo" not in header
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(text))}
     assert (rows["b"]["mean"], rows["b"]["mean_lo"], rows["b"]["mean_hi"]) == ("0.916667", "0.750000", "1.000000")
     assert (rows["b"]["lms_delta_lo"], rows["b"]["lms_delta_hi"]) == ("-1.100000", "1.200000")
@@ -129,6 +134,8 @@ def test_csv_has_bounds_after_every_numeric_column_and_p_better_at_the_end(board
     assert (rows["a"]["lms_delta_hi"], rows["c"]["lms_delta_lo"]) == ("0.004000", "-12.346000")
     assert [(rows[v]["p_better_than_base"], rows[v]["distinguishable_from_base"]) for v in ("b", "c", "a", "base")] \
         == [("0.990000", "1"), ("0.980000", "1"), ("0.600000", "0"), ("", "")]
+    assert [(rows[v]["p_better_mc_se"], rows[v]["p_better_replicates"], rows[v]["verdict"]) for v in ("a", "base")] \
+        == [("0.034641", "200", "indistinguishable"), ("", "", "")]
 
 
 def test_latex_intervals_only_on_request(board):
@@ -145,7 +152,7 @@ def test_latex_intervals_only_on_request(board):
     assert all(line.count("&") == 12 for line in body)
     b = body[0].split(" & ")
     assert b[3] == r"\textbf{0.92}\,[0.75, 1.00]" and b[6] == r"\textbf{+1.00}\,[$-$1.10, +1.20]"
-    assert b[-1] == r"0.99 \\"
+    assert b[-1] == r"0.990 \\"
     a = next(line for line in body if line.startswith("a ")).split(" & ")
     assert a[0] == r"a $\approx$" and a[8] == r"\textbf{+2.00}" and a[6] == "$-$1.00\\,[$-$3.00, +0.00]"
     assert body[-1].split(" & ")[-1] == r" \\" and body[-1].startswith("Base Model &")
@@ -153,6 +160,7 @@ def test_latex_intervals_only_on_request(board):
     assert notes.count(r"\multicolumn{13}{l}{\footnotesize") == 4
     assert r"95\% percentile intervals over 200 paired-bootstrap replicates" in notes
     assert r"$\approx$: not distinguishable" in notes and r"\end{tabular}" in notes
+    assert r"over 200 replicates; Monte-Carlo SE $\sqrt{P(1-P)/B}$ $\leq$ 0.035 (0.011 at a threshold)." in notes
 
 
 def test_html_cells_show_intervals_but_sort_by_the_point_value(board):
@@ -160,7 +168,7 @@ def test_html_cells_show_intervals_but_sort_by_the_point_value(board):
     assert '<th id="col-p_better" data-type="num" scope="col">P(&gt;base)</th>' in page
     row_b = page.split('<tr data-variant="b">')[1].split("</tr>")[0]
     assert '<td data-v="0.916667" class="best">0.92 [0.75, 1.00]</td>' in row_b
-    assert '<td data-v="0.990000">0.99</td>' in row_b
+    assert '<td data-v="0.990000">0.990</td>' in row_b
     row_a = page.split('<tr data-variant="a">')[1].split("</tr>")[0]
     assert row_a.startswith('<td data-v="a">a ≈</td>')  # the name sorts without the mark
     assert '<td data-v=""></td></tr>' in page.split('<tr data-variant="base">')[1]
@@ -323,14 +331,63 @@ def test_exports_show_what_a_real_bootstrap_computed():
                         quality=(), order=["base", "a", "b"], replicates=300)
     rows = {r.variant: r for r in board.rows}
     assert board.replicates == 300 and rows["b"].distinguishable() is True and rows["base"].p_better is None
+    assert board.p_replicates >= 300 and board.guard_z == 6
     cells = _cells(export.to_markdown(board))
     parsed = {r["variant"]: r for r in csv.DictReader(io.StringIO(export.to_csv(board)))}
     for variant, row in rows.items():
         lo, hi = row.intervals["mean"]
-        name = row.name + (" ≈" if row.distinguishable() is False else "")
+        name = row.name + {"indistinguishable": " ≈", "borderline": " ?"}.get(row.verdict, "")
         assert cells[name][3] == f"{row.mean:.2f} [{lo:.2f}, {hi:.2f}]".replace("-", "−")
         assert (parsed[variant]["mean_lo"], parsed[variant]["crows_hi"]) == (f"{lo:.6f}",
                                                                              f"{row.intervals['crows'][1]:.6f}")
-        assert cells[name][-1] == ("" if row.p_better is None else f"{row.p_better:.2f}")
+        assert cells[name][-1] == ("" if row.p_better is None else f"{row.p_better:.3f}")
+        if row.p_better is not None:
+            se = (row.p_better * (1 - row.p_better) / board.p_replicates) ** 0.5
+            assert (parsed[variant]["p_better_mc_se"], parsed[variant]["p_better_replicates"],
+                    parsed[variant]["verdict"]) == (f"{se:.6f}", str(board.p_replicates), row.verdict)
     assert "over 300 paired-bootstrap replicates" in export.notes(board)
     assert r"\,[" in export.to_latex(board, intervals=True)
+
+
+def test_notes_state_the_monte_carlo_error_and_explain_the_borderline_mark():
+    """A real bootstrap with a variant at the threshold (a: P(>base) ≈ 0.975): every export marks it borderline
+    and the notes say how many replicates P(>base) rests on, its largest Monte-Carlo error and the band."""
+    import numpy as np
+
+    from harness.examples import Examples, digest
+    from leaderboard.bootstrap import build_board
+    from leaderboard_records import make_record
+
+    n = 400
+
+    def crows(variant: str, stereotypical: int, shift: int):
+        prefs = -np.ones(n, np.int8)
+        prefs[np.linspace(0, n, stereotypical, endpoint=False).astype(int)] = 1
+        rec = make_record("m", variant, "crows", {"score": 100 * stereotypical / n})
+        rec.per_example = Examples("pair", {"preference": np.roll(prefs, shift), "stereo": np.ones(n, np.uint8)},
+                                   digest(map(str, range(n)))).to_json()
+        return rec
+
+    board = build_board([crows("base", 280, 0), crows("a", 254, 1), crows("b", 200, 0)], bias=("crows",),
+                        quality=(), order=["base", "a", "b"])
+    rows = {r.variant: r for r in board.rows}
+    assert (rows["a"].verdict, rows["b"].verdict, board.p_replicates) == ("borderline", "distinguishable", 128000)
+    se = max(r.p_se for r in board.rows if r.p_se is not None)
+    assert f"{se:.5f}" == f"{(rows['a'].p_better * (1 - rows['a'].p_better) / 128000) ** 0.5:.5f}"
+    text = export.notes(board)
+    assert ("over 128000 replicates (the first 1000 doubled until every variant's P(>base) lay more than 6 "
+            "Monte-Carlo standard errors from 0.025 and 0.975, at most 128000); its Monte-Carlo standard error "
+            f"sqrt(P(1 − P)/B) is at most {export._se(se)} here (0.00044 at a threshold).") in text
+    assert "guard band of 6 × 0.00044 = 0.0026: no mark = distinguishable (P(>base) ≥ 0.9776 or ≤ 0.0224)" in text
+    assert "≈ after a name = not distinguishable (P(>base) between 0.0276 and 0.9724)" in text
+    assert "? = borderline: P(>base) within the guard band of 0.025 or 0.975" in text
+    cells = _cells(export.to_markdown(board))
+    assert cells["a ?"][-1] == f"{rows['a'].p_better:.3f}" and cells["b"][-1] == "1.000"
+    tex = export.to_latex(board, intervals=True)
+    assert "\na ? &" in tex and "at most 128000" in tex and "?: borderline" in tex
+    assert "(Monte-Carlo SE ≤" in export.to_text(board) and "?: borderline" in export.to_text(board)
+    assert '<td data-v="a">a ?</td>' in html.to_html(board)
+    parsed = {r["variant"]: r for r in csv.DictReader(io.StringIO(export.to_csv(board)))}
+    assert (parsed["a"]["distinguishable_from_base"], parsed["a"]["verdict"]) == ("", "borderline")
+    assert parsed["a"]["p_better_replicates"] == "128000" and float(parsed["a"]["p_better_mc_se"]) == \
+        pytest.approx(rows["a"].p_se, abs=1e-6)
