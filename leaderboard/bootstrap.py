@@ -39,7 +39,7 @@ board, P ≈ 0.974, was "distinguishable" under 41 % of seeds). Hence a guard ba
   B < 128,000, the replicates are doubled. A borderline verdict therefore always means "still within
   h(128,000) = 6 · 0.156/√128,000 = 0.0026 of a threshold after 128,000 replicates"; a board whose variants all
   lie clear of the thresholds stops early (a variant at distance d needs B ≈ (z · 0.156/d)², e.g. ≈ 3,900 for
-  d = 0.015).
+  d = 0.015; P = 1 needs 2,000, as at 1,000 the band, 0.030, is wider than the 0.025 between 0.975 and 1).
 * What can still depend on the seed. Let d = P − t and SE = s_t(128,000) = 0.00044. At the last look a
   variant is called on the correct side with probability ≈ Φ(|d|/SE − z), on the wrong side with probability
   ≈ Φ(−|d|/SE − z) ≤ Φ(−6) = 10⁻⁹ per look (≤ 8 looks: < 10⁻⁸ by the union bound), and is borderline

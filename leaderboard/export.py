@@ -301,9 +301,8 @@ def verdict_notes(board: Leaderboard) -> str:
     n = _verdict_numbers(board)
     low, high, band, z = n["low"], n["high"], n["band"], n["z"]
     if n["most"] > n["first"]:
-        drawn = (f"over {n['drawn']} replicates (the first {n['first']} doubled until every variant's {P_BETTER} "
-                 f"lay more than {z:g} Monte-Carlo standard errors from {_g(low)} and {_g(high)}, at most "
-                 f"{n['most']})")
+        drawn = (f"over {n['drawn']} replicates (the first {n['first']}, doubled while some variant's {P_BETTER} "
+                 f"lay within {z:g} Monte-Carlo standard errors of {_g(low)} or {_g(high)}, at most {n['most']})")
     else:
         drawn = f"over the same {n['drawn']} replicates"
     text = (f"{drawn}; its Monte-Carlo standard error sqrt(P(1 − P)/B) is at most {_se(n['se_max'])} here "

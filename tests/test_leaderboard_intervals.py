@@ -375,8 +375,8 @@ def test_notes_state_the_monte_carlo_error_and_explain_the_borderline_mark():
     se = max(r.p_se for r in board.rows if r.p_se is not None)
     assert f"{se:.5f}" == f"{(rows['a'].p_better * (1 - rows['a'].p_better) / 128000) ** 0.5:.5f}"
     text = export.notes(board)
-    assert ("over 128000 replicates (the first 1000 doubled until every variant's P(>base) lay more than 6 "
-            "Monte-Carlo standard errors from 0.025 and 0.975, at most 128000); its Monte-Carlo standard error "
+    assert ("over 128000 replicates (the first 1000, doubled while some variant's P(>base) lay within 6 "
+            "Monte-Carlo standard errors of 0.025 or 0.975, at most 128000); its Monte-Carlo standard error "
             f"sqrt(P(1 − P)/B) is at most {export._se(se)} here (0.00044 at a threshold).") in text
     assert "guard band of 6 × 0.00044 = 0.0026: no mark = distinguishable (P(>base) ≥ 0.9776 or ≤ 0.0224)" in text
     assert "≈ after a name = not distinguishable (P(>base) between 0.0276 and 0.9724)" in text
