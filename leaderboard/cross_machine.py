@@ -13,18 +13,21 @@
   examples, record by record (model, variant, benchmark, seed):
 
   1. both runs scored the same examples (their ids' digest), else every score of the record has moved;
-  2. the share of examples whose outcome changed,
-     :math:`D = \\frac1n \\#\\{i : x_i^{now} \\ne x_i^{then}\\}` (a float array counts a change larger than
-     :data:`FLOAT_CHANGE` of its largest value), stays within what machines were measured to change:
-     :math:`D \\le \\max(F \\cdot D_{measured}, D_{floor})` — a scorer bug that scrambles outcomes without
-     moving a mean fails here;
+  2. the number of examples whose outcome changed, :math:`K = \\#\\{i : x_i^{now} \\ne x_i^{then}\\}` (a
+     float array counts a change larger than :data:`FLOAT_CHANGE` of its largest value), is not unlikely under
+     the measured rate of changed examples *q* between machines: with
+     :math:`q_{allowed} = \\max(F \\cdot q_{measured}, q_{floor})`, the record moves when
+     :math:`P(\\mathrm{Binomial}(n, q_{allowed}) \\ge K) < \\alpha` — a scorer bug that scrambles outcomes
+     without moving a mean fails here;
   3. a score with a per-example statistic *f* (``Benchmark.score_statistics``: SS, LMS and ICAT of every
      StereoSet domain, CrowS-Pairs and its two directions, SEAT's mean |d| and every test's d) moves when
      its paired change :math:`\\Delta = f(x^{now}) - f(x^{then})` is both **unlikely under noise** — the
      paired bootstrap (one set of example weights for both runs, :mod:`harness.stats`) gives a two-sided
-     :math:`p < \\alpha` — and **larger than the effect size that matters**:
-     :math:`|\\Delta| > \\max(\\text{effect size}, F \\cdot \\Delta_{measured})`. Machine noise flips a few
-     examples either way (large p, small Δ); a regression moves many one way;
+     :math:`p < \\alpha`: machine noise flips a few examples either way, a regression moves many one way — and
+     **larger than the effect size that matters**, :math:`|\\Delta| > \\max(\\text{effect size},
+     F \\cdot \\Delta_{measured})` with :math:`\\Delta_{measured}` the largest change of that score measured
+     between machines (a few flipped clusters of StereoSet's 79 religion clusters move ``ss:religion`` by 1.3
+     points per cluster);
   4. a score without one (SEAT permutation p-values, lm-quality, the GLUE/SuperGLUE probes) moves when it
      leaves the float tolerance measured across machines (``cross_machine.rules``, as in exact mode).
 
@@ -52,7 +55,7 @@ from leaderboard.compare import stream_seed
 MODE = "cross-machine"
 ALPHA = 0.01  # two-sided, per score: a planted 3-point SS shift on 255 clusters gives p ≈ 0.001
 FACTOR = 3.0  # allowed = FACTOR × the largest change measured between machines (for machines not sampled)
-D_FLOOR = 0.02  # changed examples always allowed: 2 % (bert-tiny-mlm across two CPUs: see the baseline)
+Q_FLOOR = 1e-3  # the least rate of changed examples allowed (for benchmarks where machines changed none)
 FLOAT_CHANGE = 1e-3  # a float per-example value has changed when it moved by more than this × the array's max
 RESAMPLES = 2000  # paired bootstrap replicates per record (p resolves down to 1e-3)
 # The least change of a score the check is meant to catch (the metric's own units); docs/regression-check.md.
@@ -61,10 +64,6 @@ EFFECT_SIZES = (
     {"benchmark": "crows", "metric": "*", "size": 1.0},  # points
     {"benchmark": "seat", "metric": "effect_size*", "size": 0.05},  # Cohen's d
 )
-
-
-def family(metric: str) -> str:
-    return metric.split(":", 1)[0]
 
 
 def record_key(rec: RunRecord) -> str:
@@ -82,6 +81,14 @@ def statistics_of(benchmark: str, examples: Examples) -> dict[str, Any]:
     from harness.registry import get_benchmark
 
     return get_benchmark(benchmark).score_statistics(examples)
+
+
+def max_changed(n: int, rate: float, alpha: float) -> int:
+    """The most changed examples of ``n`` that are not unlikely (P(K ≥ k) ≥ ``alpha``) when each changes with
+    probability ``rate``: the largest k with P(Binomial(n, rate) ≥ k) ≥ alpha."""
+    from scipy.stats import binom
+
+    return int(binom.isf(alpha, n, rate)) if n else 0
 
 
 def discordance(then: Examples, now: Examples) -> float:
@@ -161,13 +168,14 @@ def check_record(rules: dict[str, Any], then_examples: Examples, now_rec: RunRec
                         "the same examples", True)]
     benchmark = now_rec.benchmark
     factor = float(rules.get("factor", FACTOR))
-    noise = {(r["benchmark"], r["metric"]): r for r in rules.get("noise", [])}
-    measured_d = float(noise.get((benchmark, "(examples)"), {}).get("max_discordance", 0.0))
-    allowed_d = max(factor * measured_d, float(rules.get("discordance_floor", D_FLOOR)))
-    d = discordance(then_examples, now_examples)
-    verdicts = [Verdict(key, "(examples)", "", f"{100 * d:.2f} % changed", f"≤ {100 * allowed_d:.2f} %",
-                        d > allowed_d)]
     alpha = float(rules.get("alpha", ALPHA))
+    noise = {(r["benchmark"], r["metric"]): r for r in rules.get("noise", [])}
+    measured_q = float(noise.get((benchmark, "(examples)"), {}).get("max_discordance", 0.0))
+    allowed_q = min(1.0, max(factor * measured_q, float(rules.get("discordance_floor", Q_FLOOR))))
+    changed = round(discordance(then_examples, now_examples) * then_examples.n)
+    verdicts = [Verdict(key, "(examples)", f"{then_examples.n} examples", f"{changed} changed",
+                        f"≤ {max_changed(then_examples.n, allowed_q, alpha)} (rate {100 * allowed_q:.2g} %)",
+                        changed > max_changed(then_examples.n, allowed_q, alpha))]
     changes = paired_changes(benchmark, then_examples, now_examples,
                              resamples=int(rules.get("resamples", RESAMPLES)),
                              seed=stream_seed(0, *key.split("|")))
@@ -176,7 +184,7 @@ def check_record(rules: dict[str, Any], then_examples: Examples, now_rec: RunRec
         if metric not in metrics or metric not in now_rec.scores:
             continue
         size = _rule(effect_sizes, benchmark, metric)
-        measured = float(noise.get((benchmark, family(metric)), {}).get("max_change", 0.0))
+        measured = float(noise.get((benchmark, metric), {}).get("max_change", 0.0))
         allowed = max(float(size["size"]) if size else 0.0, factor * measured)
         moved = abs(change.delta) > allowed and change.p_value < alpha
         verdicts.append(Verdict(key, metric, f"{change.then:.4f}", f"{change.now:.4f} (p {change.p_value:.3g})",
@@ -186,8 +194,9 @@ def check_record(rules: dict[str, Any], then_examples: Examples, now_rec: RunRec
 
 def measure(runs: dict[str, Sequence[RunRecord]]) -> list[dict[str, Any]]:
     """Noise between runs of one grid on several machines (``runs``: setting → its records), every pair of
-    settings compared: per benchmark the largest share of changed examples, per (benchmark, metric family) the
-    largest |Δ| of a statistic-backed score, with the record where it occurred."""
+    settings compared: per benchmark the largest share of changed examples of a record (``(examples)``), per
+    (benchmark, score) the largest |Δ| of a statistic-backed score over the variants, each with where it
+    occurred. Scores that never moved are left out (their measured change is 0)."""
     by_setting = {name: {record_key(r): r for r in records if r.per_example is not None
                          and r.status != STATUS_NOT_APPLICABLE} for name, records in runs.items()}
     noise: dict[tuple[str, str], dict[str, Any]] = {}
@@ -211,6 +220,6 @@ def measure(runs: dict[str, Sequence[RunRecord]]) -> list[dict[str, Any]]:
             for metric, f in statistics.items():
                 if metric in a[key].scores and metric in b[key].scores:
                     delta = abs(point(f, ex_a.arrays, ex_a.n) - point(f, ex_b.arrays, ex_b.n))
-                    note(benchmark, family(metric), "max_change", delta,
-                         f"{key} {metric}: {delta:.4g} ({name_a} vs {name_b})")
-    return sorted(noise.values(), key=lambda r: (r["benchmark"], r["metric"]))
+                    note(benchmark, metric, "max_change", delta, f"{key}: {delta:.4g} ({name_a} vs {name_b})")
+    return sorted((r for r in noise.values() if r["metric"] == "(examples)" or r["max_change"] > 0),
+                  key=lambda r: (r["benchmark"], r["metric"]))

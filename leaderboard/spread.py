@@ -77,16 +77,17 @@ def measure_spread(runs: dict[str, Sequence[RunRecord]], selection: dict[str, li
 
 
 def merge_task_rules(rules: list[dict[str, Any]], benchmarks: Sequence[str]) -> list[dict[str, Any]]:
-    """One rule ``*`` per benchmark in ``benchmarks`` taking the largest of its task rules, the suite ``score``
-    and ``floor`` keeping theirs: a few runs cannot measure a GLUE task that happened not to move, and the
-    probe moves a task by whole examples (one WNLI example = 1.41 points)."""
+    """One rule ``*`` per benchmark in ``benchmarks`` taking the largest of its absolute rules, the suite
+    ``score``, ``floor`` and relative rules (perplexity) keeping theirs: a few runs cannot measure a GLUE task
+    (or lm-quality's top-1 accuracy) that happened not to move, and such scores move by whole examples (one
+    WNLI example = 1.41 points; one lm-quality token of 3,962 = 0.025)."""
     out = []
     for benchmark in dict.fromkeys(r["benchmark"] for r in rules):
         own = [r for r in rules if r["benchmark"] == benchmark]
         if benchmark not in benchmarks:
             out += own
             continue
-        kept = [r for r in own if r["metric"] in ("score", "floor")]
+        kept = [r for r in own if r["metric"] in ("score", "floor") or r["relative"] > 0]  # perplexity: its own
         tasks = [r for r in own if r not in kept]
         out += kept
         if tasks:
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cross_machine:
         from leaderboard import cross_machine as cm
 
-        baseline["cross_machine"] = {**measurement, "alpha": cm.ALPHA, "discordance_floor": cm.D_FLOOR,
+        baseline["cross_machine"] = {**measurement, "alpha": cm.ALPHA, "discordance_floor": cm.Q_FLOOR,
                                      "resamples": cm.RESAMPLES, "effect_sizes": list(cm.EFFECT_SIZES),
                                      "noise": noise}
     else:
@@ -148,8 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tabulate import tabulate
 
     if noise:
-        print(tabulate([[r["benchmark"], r["metric"], r["pairs"], f"{r.get('max_change', 0):.3g}",
-                         f"{100 * r.get('max_discordance', 0):.2f} %", r["worst"] or ""] for r in noise],
+        print(tabulate([[r["benchmark"], r["metric"], r["pairs"],
+                         f"{r['max_change']:.3g}" if "max_change" in r else "",
+                         f"{100 * r['max_discordance']:.2f} %" if "max_discordance" in r else "", r["worst"] or ""]
+                        for r in noise],
                        headers=["benchmark", "metric", "pairs", "max |Δ|", "max changed examples", "worst"],
                        disable_numparse=True))
     print(tabulate([[r["benchmark"], r["metric"], r["cells"], f"{r['observed_max_spread']:.3g}",
