@@ -77,7 +77,7 @@ def make_baseline(records: Sequence[RunRecord], selection: dict[str, list[str]] 
                   tolerance: float | None = None) -> dict[str, Any]:
     """The seed-averaged scores of ``records`` inside ``selection`` and, for the cross-machine mode, the
     per-example scores of each of those records."""
-    from leaderboard.cross_machine import embedded_examples
+    from leaderboard.cross_machine import embedded_decisions, embedded_examples
 
     scores = []
     for key, cell in sorted(current_scores(records, selection).items()):
@@ -89,8 +89,9 @@ def make_baseline(records: Sequence[RunRecord], selection: dict[str, list[str]] 
             if cell.low is not None:
                 entry["low"], entry["high"] = cell.low, cell.high
         scores.append(entry)
+    chosen = _selected(records, selection)
     return {"version": BASELINE_VERSION, "selection": selection or {}, "tolerance": tolerance, "scores": scores,
-            "per_example": embedded_examples(_selected(records, selection))}
+            "per_example": embedded_examples(chosen), "decisions": embedded_decisions(chosen)}
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
@@ -183,7 +184,7 @@ class Finding:
     then: str
     now: str
     allowed: str
-    status: str  # "moved", "missing", "new"
+    status: str  # "moved", "missing", "new"; "note": a method decided otherwise (reported, never a failure)
 
 
 def _fmt(x: float | None) -> str:
@@ -194,7 +195,7 @@ def _paired_verdicts(baseline: dict[str, Any], records: Sequence[RunRecord]) -> 
     """Cross-machine verdicts of every record that the baseline has per-example scores of: (score key → its
     seeds' verdicts, findings about the records' examples, number of records paired)."""
     from harness.examples import Examples
-    from leaderboard.cross_machine import check_record, record_key
+    from leaderboard.cross_machine import check_record, decision_changes, decisions, record_key
 
     metrics: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for entry in baseline["scores"]:
@@ -206,6 +207,9 @@ def _paired_verdicts(baseline: dict[str, Any], records: Sequence[RunRecord]) -> 
         if raw is None or rec.status == STATUS_NOT_APPLICABLE:
             continue
         paired += 1
+        for change in decision_changes(baseline.get("decisions", {}).get(record_key(rec), []), decisions(rec)):
+            examples_findings.append(Finding((rec.model, rec.variant, rec.benchmark, "(decision)"), "", change,
+                                             f"seed {rec.seed}", "note"))
         then = Examples.from_json(raw, f"baseline per-example scores of {record_key(rec)}")
         for v in check_record(baseline["cross_machine"], then, rec, metrics[rec.model, rec.variant, rec.benchmark]):
             if v.metric == "(examples)":
@@ -251,7 +255,15 @@ def compare_to_baseline(baseline: dict[str, Any], records: Sequence[RunRecord], 
             continue
         then = float(entry["value"])
         rule = None if explicit is not None else tolerance_rule(rules, entry["benchmark"], entry["metric"])
-        if rule is not None:
+        if rule is not None and mode == "cross-machine":  # measured across machines, and no less than what matters
+            from leaderboard.cross_machine import effect_size
+
+            measured = rule_slack(rule, then)
+            size = effect_size(baseline["cross_machine"], entry["benchmark"], entry["metric"], then)
+            slack = max(measured, size)
+            lo, hi = then - slack, then + slack
+            allowed = f"±{slack:.2g} ({'measured' if measured >= size else 'effect size'})"
+        elif rule is not None:
             slack = rule_slack(rule, then)
             lo, hi, allowed = then - slack, then + slack, f"±{slack:.2g} (measured)"
         elif tolerance is not None:
@@ -275,13 +287,17 @@ def compare_to_baseline(baseline: dict[str, Any], records: Sequence[RunRecord], 
 def report(checked: int, findings: list[Finding], mode: str = "exact") -> tuple[bool, str]:
     from tabulate import tabulate
 
-    failed = [f for f in findings if f.status != "new"]
+    failed = [f for f in findings if f.status not in ("new", "note")]
     new = [f for f in findings if f.status == "new"]
+    notes = sorted({(f.key[0], f.key[1], f.now, f.allowed) for f in findings if f.status == "note"})
     lines = []
     if failed:
         rows = [[*f.key, f.then, f.now, f.allowed, f.status] for f in failed]
         lines.append(tabulate(rows, headers=["model", "variant", "benchmark", "metric", "baseline", "now", "allowed",
                                              "status"], disable_numparse=True))
+    if notes:  # why scores of these variants may have moved: a method made another discrete choice here
+        lines.append("methods that decided otherwise than in the baseline (their variants' scores move with it):")
+        lines += [f"  {model} {variant}: {change} ({seed})" for model, variant, change, seed in notes]
     how = " across machines (per-example scores paired)" if mode == "cross-machine" else ""
     lines.append(f"{checked} baseline score(s) checked{how}: {len(failed)} moved or missing"
                  + (f", {len(new)} new score(s) not in the baseline (not checked; --update adds them)" if new else ""))

@@ -58,12 +58,27 @@ FACTOR = 3.0  # allowed = FACTOR × the largest change measured between machines
 Q_FLOOR = 1e-3  # the least rate of changed examples allowed (for benchmarks where machines changed none)
 FLOAT_CHANGE = 1e-3  # a float per-example value has changed when it moved by more than this × the array's max
 RESAMPLES = 2000  # paired bootstrap replicates per record (p resolves down to 1e-3)
-# The least change of a score the check is meant to catch (the metric's own units); docs/regression-check.md.
+# The least change of a score the check is meant to catch, in the metric's own units (``size``) or relative to the
+# baseline's value (``relative``); first match wins. It applies to every score: a statistic-backed one must also
+# be unlikely under noise, the others must also leave their measured tolerance. docs/regression-check.md.
 EFFECT_SIZES = (
     {"benchmark": "stereoset", "metric": "*", "size": 1.0},  # SS, LMS, ICAT points
     {"benchmark": "crows", "metric": "*", "size": 1.0},  # points
     {"benchmark": "seat", "metric": "effect_size*", "size": 0.05},  # Cohen's d
+    {"benchmark": "seat", "metric": "p_value*", "size": 0.01},  # permutation p-value
+    {"benchmark": "lm-quality", "metric": "perplexity", "relative": 0.01},  # 1 % of the perplexity
+    {"benchmark": "lm-quality", "metric": "*", "size": 0.5},  # accuracy points
+    {"benchmark": "glue", "metric": "*", "size": 1.0},  # points (the probe's)
+    {"benchmark": "superglue", "metric": "*", "size": 1.0},
 )
+
+
+def effect_size(rules: dict[str, Any], benchmark: str, metric: str, then: float) -> float:
+    """The stated effect size of a score (0 when none is stated), absolute or relative to ``then``."""
+    rule = _rule(rules.get("effect_sizes", EFFECT_SIZES), benchmark, metric)
+    if rule is None:
+        return 0.0
+    return float(rule.get("size", 0.0)) if "size" in rule else float(rule["relative"]) * abs(then)
 
 
 def record_key(rec: RunRecord) -> str:
@@ -75,6 +90,35 @@ def embedded_examples(records: Sequence[RunRecord], selection_keys: set[tuple] |
     return {record_key(r): r.per_example for r in records
             if r.per_example is not None and r.status != STATUS_NOT_APPLICABLE
             and (selection_keys is None or (r.model, r.variant, r.benchmark) in selection_keys)}
+
+
+# Integer and boolean notes of a variant step are its discrete decisions (INLP's classifiers_trained, RLACE's
+# steps_run, GRADIEND's converged and selected_seed); these two say where a result came from, not what it is.
+IGNORED_NOTES = frozenset({"cache_hit", "reused_cached_training"})
+
+
+def decisions(rec: RunRecord) -> list[dict[str, Any]]:
+    """Every variant step's discrete decisions: its integer and boolean notes."""
+    return [{"method": step.get("method"),
+             **{k: v for k, v in (step.get("notes") or {}).items()
+                if isinstance(v, (bool, int)) and k not in IGNORED_NOTES}} for step in rec.variant_steps]
+
+
+def embedded_decisions(records: Sequence[RunRecord]) -> dict[str, list[dict[str, Any]]]:
+    """``{record key: decisions}`` of the records a baseline embeds per-example scores of."""
+    return {record_key(r): decisions(r) for r in records
+            if r.per_example is not None and r.status != STATUS_NOT_APPLICABLE and r.variant_steps}
+
+
+def decision_changes(then: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[str]:
+    """``"inlp classifiers_trained 25 → 26"`` for every decision that differs between two records' steps: when a
+    method decided otherwise on another machine, its scores move for that reason, and the report says so."""
+    changes = []
+    for a, b in zip(then, now):
+        for key in sorted(set(a) & set(b) - {"method"}):
+            if a[key] != b[key]:
+                changes.append(f"{a['method']} {key} {a[key]} → {b[key]}")
+    return changes
 
 
 def statistics_of(benchmark: str, examples: Examples) -> dict[str, Any]:
@@ -179,13 +223,11 @@ def check_record(rules: dict[str, Any], then_examples: Examples, now_rec: RunRec
     changes = paired_changes(benchmark, then_examples, now_examples,
                              resamples=int(rules.get("resamples", RESAMPLES)),
                              seed=stream_seed(0, *key.split("|")))
-    effect_sizes = rules.get("effect_sizes", EFFECT_SIZES)
     for metric, change in sorted(changes.items()):
         if metric not in metrics or metric not in now_rec.scores:
             continue
-        size = _rule(effect_sizes, benchmark, metric)
         measured = float(noise.get((benchmark, metric), {}).get("max_change", 0.0))
-        allowed = max(float(size["size"]) if size else 0.0, factor * measured)
+        allowed = max(effect_size(rules, benchmark, metric, change.then), factor * measured)
         moved = abs(change.delta) > allowed and change.p_value < alpha
         verdicts.append(Verdict(key, metric, f"{change.then:.4f}", f"{change.now:.4f} (p {change.p_value:.3g})",
                                 f"|Δ| ≤ {allowed:.3g} or p ≥ {alpha:g}", moved))

@@ -121,7 +121,17 @@ class INLPEraser(OrthogonalProjection):
             self.projection_, self.accuracies_ = nullspace_projection(
                 X, y, x_dev, y_dev, self.iterations, C=self.C, seed=self.seed, progress=self.progress,
                 stop_at_majority=self.stop_at_majority)
+        self.dev_size_ = len(y_dev)
+        self.dev_majority_ = int(np.bincount(np.asarray(y_dev)).max())
         return self
+
+    @property
+    def closest_call_(self) -> float:
+        """How many dev examples the closest of the stop rule's decisions lay from its threshold (the fewest
+        correct dev predictions by which some classifier's accuracy would have to change for the rule to stop
+        elsewhere): what another machine's features must move for INLP to stop after another classifier."""
+        threshold = self.dev_majority_ + 0.01 * self.dev_size_  # the rule's majority rate + 1 point, in examples
+        return float(min(abs(round(a * self.dev_size_) - threshold) for a in self.accuracies_))
 
 
 @register_method("inlp")
@@ -150,5 +160,8 @@ class INLP(AttributeErasureMethod):
                           seed=ctx.seed, progress=ctx.progress)
 
     def fit_notes(self, eraser: INLPEraser) -> dict[str, Any]:
-        return {"rank_removed": eraser.rank_removed_, "classifiers_trained": len(eraser.accuracies_),
-                "dev_accuracy_first": eraser.accuracies_[0], "dev_accuracy_last": eraser.accuracies_[-1]}
+        notes = {"rank_removed": eraser.rank_removed_, "classifiers_trained": len(eraser.accuracies_),
+                 "dev_accuracy_first": eraser.accuracies_[0], "dev_accuracy_last": eraser.accuracies_[-1]}
+        if eraser.stop_at_majority:
+            notes["stop_closest_call_dev_examples"] = round(eraser.closest_call_, 2)
+        return notes

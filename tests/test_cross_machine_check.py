@@ -182,3 +182,15 @@ def test_paired_change_and_discordance_by_hand():
     floats = Examples("s", {"a": np.array([1.0, -2.0, 0.5])}, "ids")
     nudged = Examples("s", {"a": np.array([1.0 + 1e-9, -2.0, 0.5 + 0.1])}, "ids")
     assert cm.discordance(floats, nudged) == pytest.approx(1 / 3)  # only the real move counts
+
+
+def test_a_method_that_decided_otherwise_is_named_but_fails_nothing():
+    from leaderboard.check import Finding, report
+
+    then = [{"method": "inlp", "classifiers_trained": 25, "rank_removed": 72, "stop_at_majority": True}]
+    now = [{"method": "inlp", "classifiers_trained": 26, "rank_removed": 75, "stop_at_majority": True}]
+    assert cm.decision_changes(then, now) == ["inlp classifiers_trained 25 → 26", "inlp rank_removed 72 → 75"]
+    assert cm.decision_changes(then, then) == []
+    note = Finding(("m", "inlp", "stereoset", "(decision)"), "", "inlp classifiers_trained 25 → 26", "seed 0", "note")
+    ok, text = report(3, [note], "cross-machine")
+    assert ok and "m inlp: inlp classifiers_trained 25 → 26 (seed 0)" in text and "0 moved or missing" in text

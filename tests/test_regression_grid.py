@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.crows import CrowSPairs
 from harness.cli import main
 from harness.config import load_config
@@ -121,3 +123,25 @@ def test_inlp_does_not_amplify_a_one_ulp_change_of_its_features(mirror, bert_tin
     assert len(acc1) > 5  # the stop rule is reached after several classifiers, not at once
     assert acc1 == acc2
     assert np.abs(p1 - p2).max() < 1e-4
+
+
+def test_inlp_notes_how_close_its_stop_rule_came_to_another_decision():
+    """The stop is a threshold on a count of dev examples, so no rule of that kind is immune to another machine's
+    features (docs/regression-check.md, "INLP across machines"); the notes say how many dev examples the closest
+    decision lay from the threshold, i.e. how far another build's features would have to move it."""
+    import numpy as np
+
+    from methods.inlp import INLP, INLPEraser
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 900)
+    x = rng.normal(size=(900, 12)) + 0.8 * np.eye(12)[y]  # three classes, each along its own direction
+    eraser = INLPEraser(20, stop_at_majority=True).fit(x[:600], y[:600], eval_set=(x[600:], y[600:]))
+    threshold = np.bincount(y[600:]).max() / 300 + 0.01
+    counts = np.round(np.array(eraser.accuracies_) * 300)
+    assert eraser.accuracies_[-1] <= threshold < min(eraser.accuracies_[:-1])  # stopped at the first crossing
+    assert len(eraser.accuracies_) > 1
+    assert eraser.closest_call_ == pytest.approx(np.abs(counts - threshold * 300).min(), abs=1e-9)
+    notes = INLP().fit_notes(eraser)
+    assert notes["stop_closest_call_dev_examples"] == round(eraser.closest_call_, 2)
+    assert "stop_closest_call_dev_examples" not in INLP().fit_notes(INLPEraser(3).fit(x[:600], y[:600]))
