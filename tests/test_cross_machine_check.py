@@ -194,3 +194,26 @@ def test_a_method_that_decided_otherwise_is_named_but_fails_nothing():
     note = Finding(("m", "inlp", "stereoset", "(decision)"), "", "inlp classifiers_trained 25 → 26", "seed 0", "note")
     ok, text = report(3, [note], "cross-machine")
     assert ok and "m inlp: inlp classifiers_trained 25 → 26 (seed 0)" in text and "0 moved or missing" in text
+
+
+def test_the_committed_demo_baseline_serves_both_modes_and_covers_every_score():
+    """results/baselines/demo.json: cross-machine by default (a user's demo runs elsewhere), exact for `make check`;
+    every score is either paired through its record's embedded per-example scores or has a tolerance measured
+    across machines, and the measurement says what it ran on."""
+    from leaderboard.check import read_baseline, supported_modes, tolerance_rule
+
+    path = Path(__file__).resolve().parent.parent / "results" / "baselines" / "demo.json"
+    baseline = read_baseline(path)
+    assert supported_modes(baseline) == ["exact", "cross-machine"] and baseline["default_mode"] == "cross-machine"
+    measurement = baseline["cross_machine"]
+    assert measurement["runs"] >= 3 and "ATEN_CPU_CAPABILITY" in measurement["measured"]
+    rules = {"tolerances": measurement}
+    for entry in baseline["scores"]:
+        if entry.get("status") == "not_applicable":
+            continue
+        key = "|".join((entry["model"], entry["variant"], entry["benchmark"], "0"))
+        if key in baseline["per_example"]:
+            examples = Examples.from_json(baseline["per_example"][key])
+            if entry["metric"] in cm.statistics_of(entry["benchmark"], examples):
+                continue
+        assert tolerance_rule(rules, entry["benchmark"], entry["metric"]) is not None, entry

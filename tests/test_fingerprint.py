@@ -99,9 +99,10 @@ def test_a_folder_without_weights_or_with_corrupt_weights_is_a_one_line_error(tm
     from harness.errors import HarnessError
 
     copy = _copy(Path(bert_tiny.model.name_or_path), tmp_path)
-    (copy / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(HarnessError, match="is not a complete model .*model.safetensors cannot be read"):
-        load_model(str(copy))
+    for garbage in (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json", b"not a safetensors file", b"\x01"):
+        (copy / "model.safetensors").write_bytes(garbage)
+        with pytest.raises(HarnessError, match="could not load model .*model.safetensors cannot be read"):
+            load_model(str(copy))
     (copy / "model.safetensors").unlink()
     with pytest.raises(HarnessError, match="holds no weights"):
         load_model(str(copy))

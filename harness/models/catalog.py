@@ -266,8 +266,8 @@ def _locate(spec: str) -> tuple[str, dict[str, Any]]:
         try:
             content = content_fingerprint(path)
         except ValueError as exc:
-            raise HarnessError(f"model directory '{spec}' is not a complete model ({exc})",
-                               "point to a folder written by save_pretrained") from None
+            raise HarnessError(f"could not load model '{spec}' ({exc})",
+                               "check that the folder holds a complete model written by save_pretrained") from None
         return str(path.resolve()), {"type": "local", "path": str(path.resolve()), "content": content}
     if path.exists() or spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
         raise HarnessError(f"model '{spec}' is not a zoo name, a model directory or a hub id",

@@ -60,8 +60,11 @@ def _json_digest(path: Path, fields: frozenset[str]) -> str:
 
 def safetensors_digest(path: Path) -> str:
     """sha256 over the tensors of a safetensors file in name order (name, dtype, shape, raw bytes)."""
+    size = path.stat().st_size
     with open(path, "rb") as handle:
         header_size = int.from_bytes(handle.read(8), "little")
+        if not 0 < header_size <= size - 8:  # garbage: do not try to allocate what its first bytes say
+            raise ValueError(f"its header length {header_size} does not fit its {size} bytes")
         header = json.loads(handle.read(header_size))
         start = 8 + header_size
         digest = hashlib.sha256()
