@@ -38,6 +38,12 @@ apart (max element) across those settings. Hence:
   default: measured singular-value ratios are ≥ 0.04 (real directions) or ≤ 1e-15 (round-off), so the rank
   never depends on round-off;
 * the SVMs and projections run in float64 on one BLAS thread (:func:`~harness.attribute_data.single_threaded`).
+
+Across machines (another CPU builds zoo:bert-tiny-mlm with other weights, so the features themselves differ by
+~1e-4) the classifier sequence was the same on four builds (docs/regression-check.md, "INLP across machines"),
+but the ``cpu`` stop is a threshold on a count of dev examples and cannot be immune: a build that moves the
+deciding classifier's count past the threshold stops one classifier earlier or later. The notes say how close
+the call was (``stop_closest_call_dev_examples``), and the cross-machine check names such a flip.
 """
 
 from __future__ import annotations
